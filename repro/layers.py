@@ -101,22 +101,19 @@ class LocalResponseNorm(nn.Module):
     ) -> None:
         super().__init__()
         if convention not in LRN_CONVENTIONS:
-            raise ValueError(
-                f"unknown LRN convention {convention!r}; valid: {', '.join(LRN_CONVENTIONS)}"
-            )
+            raise ValueError(f"unknown LRN convention {convention!r}; valid: {', '.join(LRN_CONVENTIONS)}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"LRN size must be a positive int, got {size!r}")
         if convention == "caffe" and size % 2 == 0:
             raise ValueError(
-                f"the caffe LRN convention needs an odd size (Caffe's LRNLayer rejects "
-                f"even local_size), got {size}"
+                f"the caffe LRN convention needs an odd size (Caffe's LRNLayer rejects even local_size), got {size}"
             )
         self.size = size
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.convention = convention
         # Caffe's bvlc_alexnet leaves k unset, so it is the proto default 1.
-        self.k = float(k)
+        self.k = 1.0 if convention == "caffe" else float(k)
 
     @property
     def alpha_per_term(self) -> float:
@@ -195,15 +192,13 @@ class SpatialResponseNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # avg_pool2d divides by size^2 including the zero padding: exactly scale/size^2
         # times the clipped-window sum.
-        mean_sq = F.avg_pool2d(
-            x * x, self.size, stride=1, padding=self.size // 2, count_include_pad=True
-        )
+        mean_sq = F.avg_pool2d(x * x, self.size, stride=1, padding=self.size // 2, count_include_pad=True)
         return x / mean_sq.mul(self.scale).add(1.0).pow(self.power)
 
     def extra_repr(self) -> str:
         return (
             f"size={self.size}, scale={self.scale:g}, power={self.power:g}, "
-            f"scale_per_term={self.scale / self.size ** 2:g}"
+            f"scale_per_term={self.scale / self.size**2:g}"
         )
 
 
@@ -240,8 +235,7 @@ class LocallyConnected2d(nn.Module):
         out_size = (in_size + 2 * padding - kernel_size) // stride + 1
         if out_size < 1:
             raise ValueError(
-                f"LocallyConnected2d: kernel {kernel_size} does not fit input {in_size} "
-                f"with padding {padding}"
+                f"LocallyConnected2d: kernel {kernel_size} does not fit input {in_size} with padding {padding}"
             )
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -251,9 +245,7 @@ class LocallyConnected2d(nn.Module):
         self.padding = padding
         self.out_size = out_size
         locations = out_size * out_size
-        self.weight = nn.Parameter(
-            torch.empty(locations, out_channels, in_channels * kernel_size * kernel_size)
-        )
+        self.weight = nn.Parameter(torch.empty(locations, out_channels, in_channels * kernel_size * kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels, out_size, out_size))
         self.reset_parameters()
 

@@ -57,8 +57,9 @@ For a 10x drop the difference in that first step is -0.9 * 0.9 * eps * b_t =
 0.81 * v_t. After that the weights differ, so the later gradients differ too, and the
 trajectories do not in general come back together. The rules themselves, though, only
 disagree about the old velocity, which decays like mu**k: about 10 steps after each of
-the paper's three hand-made drops, in a run of roughly 450k steps. It is a small effect,
-but it is the paper's rule, and this module implements it.
+the paper's three hand-made drops, in a run of roughly 840k steps (90 epochs of 1.2M
+images at batch 128). It is a small effect, but it is the paper's rule, and this module
+implements it.
 
 Per-group hyperparameters
 -------------------------

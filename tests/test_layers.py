@@ -91,11 +91,11 @@ def naive_local(
     """Untied layer: output (o, oy, ox) uses weight[oy*out+ox, o] and bias[o, oy, ox]."""
     B, C, H, _ = a.shape
     out_size = (H + 2 * pad - k) // stride + 1
-    O = weight.shape[1]
+    n_out = weight.shape[1]
     A, Wt, Bs = a.tolist(), weight.tolist(), bias.tolist()
-    out = torch.empty(B, O, out_size, out_size, dtype=a.dtype)
+    out = torch.empty(B, n_out, out_size, out_size, dtype=a.dtype)
     for b in range(B):
-        for o in range(O):
+        for o in range(n_out):
             for oy in range(out_size):
                 for ox in range(out_size):
                     loc = oy * out_size + ox

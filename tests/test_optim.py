@@ -200,7 +200,9 @@ def test_matches_hand_written_paper_rule_with_scheduler(sched):
     groups, extra = _groups(model)
     opt = PaperSGD(groups, lr=0.1, momentum=0.9, weight_decay=5e-4)
     if sched == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=1)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=0.1, patience=1
+        )
     else:
         scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.1)
 
