@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from repro.errors import ReproError
+from repro.errors import ConfigError, ReproError
 
 app = typer.Typer(
     help="AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) as the paper describes it, and its ablations.",
@@ -93,6 +93,134 @@ def spec(
                       f" ~{p['neurons']:,} neurons", highlight=False)
         if "note" in p:
             console.print(f"note: {p['note']}", highlight=False)
+
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.")]
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name (see `repro spec --list`).")] = "cifar-80sec",
+    dataset: Annotated[Optional[str], typer.Option(
+        "--dataset", help="cifar10 | imagenet | folder | synthetic (default: the model's own).")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(
+        "--data-dir", help="Where the data is (else $REPRO_DATA, else the user cache).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch CIFAR-10 (md5-checked) if missing.")] = False,
+    subset: Annotated[Optional[int], typer.Option("--subset", help="Use only the first N training images.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs (default: the model's own).")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    set_: SetOpt = None,
+    out: Annotated[Optional[str], typer.Option(
+        "--out", help="Run directory (default: runs/<model>-<dataset>-s<seed>-<hash>). Rerun to resume.")] = None,
+    device: DeviceOpt = "auto",
+    deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic kernels.")] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16/--no-bf16", help="bf16 autocast on CUDA.")] = True,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads (default: torch's).")] = None,
+    nproc: Annotated[int, typer.Option("--nproc", help="Data-parallel processes: launches torchrun.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one log line per epoch.")] = False,
+) -> None:
+    """Train one run with the paper's procedure; writes (or resumes) its run directory."""
+    from pathlib import Path
+
+    from repro import distributed
+    from repro.config import make_config, parse_sets
+    from repro.train import run
+
+    if nproc > 1:
+        _launch_torchrun(nproc)
+        return
+    overrides: dict = {"seed": seed, "runtime.device": device, "runtime.deterministic": deterministic,
+                       "runtime.channels_last": channels_last, "runtime.bf16": bf16, "runtime.compile": compile_,
+                       "runtime.threads": threads}
+    for key, value in [("data.dataset", dataset), ("data.data_dir", data_dir), ("data.subset", subset),
+                       ("epochs", epochs)]:
+        if value is not None:
+            overrides[key] = value
+    cfg = make_config(model, overrides | parse_sets(set_))
+    if download:
+        if cfg.data.dataset != "cifar10":
+            raise ConfigError("--download fetches CIFAR-10 only; ImageNet must be obtained by hand")
+        from repro.data.cifar10 import download as fetch
+
+        fetch(cfg.data.data_dir)
+    run_dir = Path(out) if out else Path("runs") / f"{cfg.model.name}-{cfg.data.dataset}-s{cfg.seed}-{cfg.hash()}"
+    distributed.init_from_env(cfg.runtime.device)
+    try:
+        if distributed.rank() == 0:
+            err_console.print(f"run directory: {run_dir}", highlight=False)
+        summary = run(cfg, run_dir, quiet=quiet, log=quiet)
+    finally:
+        distributed.shutdown()
+    if distributed.rank() == 0:
+        test = summary.get("test_error")
+        console.print(f"{summary['status']}: {summary['epochs_run']} epochs, "
+                      f"final train error {100 * summary['final_train_error']:.2f}%, "
+                      f"{'val' if summary.get('test_is_val') else 'test'} error "
+                      f"{100 * test:.2f}% (top-5 {100 * summary['test_top5_error']:.2f}%), "
+                      f"{summary['wall_seconds']:.0f} s  ->  {run_dir}", highlight=False)
+
+
+def _launch_torchrun(nproc: int) -> None:
+    """`repro train --nproc N ...` is `torchrun --nproc-per-node N -m repro train ...`."""
+    import subprocess
+
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        args.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "repro", *args]
+    err_console.print("launching: " + " ".join(cmd[1:]), highlight=False)
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command()
+def bench(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    seconds: Annotated[float, typer.Option("--seconds", help="Seconds per timed figure.")] = 5.0,
+    device: DeviceOpt = "auto",
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="CIFAR-10 (else synthetic of its shape).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads.")] = None,
+    save: Annotated[Optional[str], typer.Option("--save", help="Also write the JSON to this file.")] = None,
+) -> None:
+    """Throughput ratios measured side by side in one run: pure compute vs the harness vs a naive
+    PIL/DataLoader pipeline; our LRN vs torch's; grouped vs split vs dense column convolutions."""
+    from pathlib import Path
+
+    from repro.bench import run_all
+
+    result = run_all(device, seconds, data_dir, threads)
+    if save:
+        Path(save).parent.mkdir(parents=True, exist_ok=True)
+        Path(save).write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    t, lrn, cols, env = result["training"], result["lrn"], result["columns"], result["environment"]
+    console.print(f"[bold]repro bench[/] on {env['device']} ({env['device_name']}, {env['threads']} threads), "
+                  f"torch {env['torch']}, {t['net']} batch {t['batch']}, data: {t['data']}", highlight=False)
+    table = Table()
+    for c in ("figure", "images/s", "ratio", "target"):
+        table.add_column(c, justify="left" if c == "figure" else "right")
+    table.add_row("pure compute (one pre-made batch)", f"{t['pure_img_s']:,.0f}", "", "")
+    table.add_row("harness (on-device loader + augmentation)", f"{t['harness_img_s']:,.0f}",
+                  f"{t['harness_over_pure']:.3f} of pure", ">= 0.95")
+    table.add_row("naive (PIL transforms + DataLoader)", f"{t['naive_img_s']:,.0f}",
+                  f"harness {t['harness_over_naive']:.2f}x", ">= 3")
+    table.add_row("LRN fwd+bwd, ours (conv1 shape)", f"{lrn['ours_img_s']:,.0f}", f"{lrn['ours_over_torch']:.3f} of torch", "")
+    table.add_row("LRN fwd+bwd, torch.nn.LocalResponseNorm", f"{lrn['torch_img_s']:,.0f}", "", "")
+    for k in ("grouped", "two_convs", "dense"):
+        table.add_row(f"conv2 columns: {k}", f"{cols[k + '_img_s']:,.0f}", "fastest" if cols["fastest"] == k else "", "")
+    console.print(table)
 
 
 if __name__ == "__main__":

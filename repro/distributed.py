@@ -1,0 +1,75 @@
+"""Data-parallel training with torch.distributed, as launched by torchrun.
+
+    torchrun --nproc-per-node N -m repro train ...      (or: repro train --nproc N ...)
+
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; `init_from_env` joins the process group
+(nccl on CUDA, gloo on CPU). Each rank trains on its own shard of every batch (the
+batch size is split over the ranks, so the combined batch is the configured one), DDP
+averages the gradients, and only rank 0 writes the run directory. With one process
+every function here is a no-op, so the trainer has a single code path.
+
+Multi-node runs use torchrun's own rendezvous flags, e.g. on each of two nodes:
+
+    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \\
+             --rdzv-endpoint HOST:29500 --rdzv-id JOB -m repro train ...
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(device_name: str = "auto") -> None:
+    """Join the process group torchrun describes; a no-op in a plain single process."""
+    if active() or not launched_by_torchrun():
+        return
+    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda") or device_name.startswith("cuda")
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+
+
+def device(name: str) -> torch.device:
+    """This rank's device: cuda:LOCAL_RANK when CUDA is used, else the CPU."""
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def sum_scalars(device: torch.device, *values) -> list[float]:
+    """Sum numbers (ints, floats or 0-d tensors) over all ranks; returns Python floats."""
+    t = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(()) for v in values])
+    if active():
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def shutdown() -> None:
+    if active():
+        dist.destroy_process_group()

@@ -1,0 +1,69 @@
+"""Where a result came from: software versions, device, threads, git revision, command.
+
+Written into every run directory (env.json) and every benchmark, and read back by the
+reports, so that each figure can be traced to the run that made it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_revision() -> tuple[str | None, bool | None]:
+    """(commit, dirty): dirty means tracked files differ from the commit."""
+    rev = _git("rev-parse", "HEAD")
+    if rev is None:
+        return None, None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return rev, bool(status)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return platform.processor() or platform.machine()
+    return device.type
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def environment(device: torch.device) -> dict:
+    import torchvision
+
+    rev, dirty = git_revision()
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "git_revision": rev,
+        "git_dirty": dirty,
+        "hostname": socket.gethostname(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "started_at": now(),
+    }

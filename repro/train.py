@@ -1,0 +1,427 @@
+"""Training one run, the paper's way (§5), in a run directory that survives being killed.
+
+    cfg --> model, PaperSGD, lr schedule, data loaders --> epochs --> run directory
+
+A run directory holds everything needed to trust and to continue a run:
+
+    config.json     the resolved RunConfig and its hash
+    env.json        torch version, device, threads, git revision, command (repro.provenance)
+    dataset.json    which data: name, sizes, checksum of the arrays, synthetic or not
+    metrics.jsonl   one row per epoch (errors are fractions; the reports print percentages)
+    checkpoint.pt   model, optimizer, scheduler, every RNG state, epoch, the metrics so far
+    summary.json    written last: status finished | target-reached | diverged
+
+The checkpoint is written atomically at the end of every epoch, and everything random in
+an epoch (order, crops, flips, colour noise) is a pure function of (seed, epoch), with the
+dropout RNG saved in the checkpoint: rerunning the same command after a `kill -9` resumes
+at the last finished epoch and, with `--deterministic` on a CPU, ends with exactly the
+metrics of an uninterrupted run. A finished run is never trained twice.
+
+The paper's procedure (§5): batch 128, momentum 0.9, weight decay 5e-4, lr 0.01 divided
+by 10 when the validation error stops improving, three times, then stop. The cuda-convnet
+nets use their layer files' step schedules instead (repro.models.registry).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro import distributed, provenance
+from repro.config import RunConfig
+from repro.data import Dataset, Loader, load_dataset
+from repro.errors import ConfigError, DivergedError
+from repro.models import build
+from repro.optim import PaperSGD
+
+TERMINAL = ("finished", "target-reached", "diverged")
+CHECK_EVERY = 25  # steps between non-finite-loss checks (each check syncs a GPU)
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' requested but MPS is not available here")
+    return device
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Atomic: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def read_summary(out: Path) -> dict | None:
+    try:
+        return json.loads((out / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    """PaperSGD (§5) over the model's per-layer groups (weight decay, bias lr multiplier)."""
+    o = cfg.optim
+    groups = model.optim_groups(o.weight_decay) if hasattr(model, "optim_groups") else [
+        {"params": list(model.parameters()), "lr_mult": 1.0, "weight_decay": o.weight_decay or 0.0}]
+    for g in groups:
+        g["lr"] = o.lr * g["lr_mult"]
+    if o.optimizer == "paper-sgd":
+        return PaperSGD(groups, lr=o.lr, momentum=o.momentum)  # paper §5
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: RunConfig):
+    o = cfg.optim
+    if o.schedule == "plateau":
+        # paper §5: "divide the learning rate by 10 when the validation error rate stopped improving"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=o.lr_factor, patience=o.patience)
+    if o.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o.milestones), gamma=o.lr_factor)
+    return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def top_errors(logits_or_probs: torch.Tensor, y: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """(top-1 wrong count, top-k wrong count) for one batch, as tensors (no sync)."""
+    k = min(k, logits_or_probs.shape[1])
+    top = logits_or_probs.topk(k, dim=1).indices
+    hit = top == y[:, None]
+    return (~hit[:, 0]).sum(), (~hit.any(dim=1)).sum()
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Loader, device: torch.device, amp) -> dict:
+    """Loss, top-1 and top-5 error. With 10 views the softmax outputs are averaged (paper §4.1)."""
+    model.eval()
+    n = 0
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    e1 = torch.zeros((), device=device, dtype=torch.long)
+    e5 = torch.zeros((), device=device, dtype=torch.long)
+    for x, y in loader.epoch(0):
+        with amp():
+            if x.dim() == 5:  # (views, B, C, H, W)
+                v, b = x.shape[:2]
+                probs = model(x.flatten(0, 1)).float().softmax(-1).view(v, b, -1).mean(0)  # paper §4.1
+            else:
+                probs = model(x).float().softmax(-1)
+        loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum").double()
+        a, b5 = top_errors(probs, y)
+        e1 += a
+        e5 += b5
+        n += y.shape[0]
+    n_all, loss_all, e1_all, e5_all = distributed.sum_scalars(device, n, loss_sum, e1, e5)
+    model.train()
+    return {"loss": loss_all / n_all, "error": e1_all / n_all, "top5_error": e5_all / n_all}
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = False,
+        on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Train one run in run directory `out` and return its summary (see module docstring).
+
+    `quiet` hides the progress bar; with `log`, a quiet run prints one line per epoch.
+    Returns a stored summary at once if the run already finished; resumes from
+    `checkpoint.pt` if one exists; raises DivergedError (after recording the run as
+    diverged) if the loss becomes non-finite.
+    """
+    out = Path(out)
+    done = read_summary(out)
+    if done and done.get("status") in TERMINAL and done.get("hash") == cfg.hash():
+        return done
+    rank, world = distributed.rank(), distributed.world_size()
+    lead = rank == 0
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
+
+    device = resolve_device(cfg.runtime.device) if world == 1 else distributed.device(cfg.runtime.device)
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    if cfg.runtime.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    torch.manual_seed(cfg.seed)  # the init draws
+    ds: Dataset = load_dataset(cfg.data, cfg.model.num_classes, cfg.model.input_size)
+    crop = cfg.data.crop or cfg.model.input_size
+    data_cfg = replace(cfg.data, crop=crop)
+    if cfg.optim.batch_size % world:
+        raise ConfigError(f"optim.batch_size={cfg.optim.batch_size} does not split over {world} processes")
+    per_rank = cfg.optim.batch_size // world
+    workers = min(8, os.cpu_count() or 1)  # used by folder datasets only; in-memory data needs none
+    train_loader = Loader(ds, "train", per_rank, device, train=True, cfg=data_cfg, seed=cfg.seed, shard=(rank, world),
+                          workers=workers)
+    val_loader = Loader(ds, "val", max(per_rank, 256), device, train=False, cfg=data_cfg, seed=cfg.seed,
+                        shard=(rank, world))
+
+    model = build(cfg.model).to(device)
+    memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg)
+    net = distributed.wrap(model, device) if world > 1 else model
+    if cfg.runtime.compile:
+        net = torch.compile(net)
+    use_bf16 = cfg.runtime.bf16 and device.type == "cuda"
+    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
+
+    history: list[dict] = []
+    start_epoch, drops = 0, 0
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)  # never runs code from the file
+        if ckpt["hash"] != cfg.hash():
+            raise ConfigError(f"{out}: holds a different run (hash {ckpt['hash']}, this config {cfg.hash()}); "
+                              "use another --out")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"], device)
+        start_epoch, drops, history = ckpt["epoch"], ckpt["drops"], ckpt["history"]
+    elif lead:
+        write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash()})
+        write_json(out / "dataset.json", ds.identity)
+    if lead:
+        env = provenance.environment(device) | {"world_size": world}
+        if start_epoch:  # keep the original record; note each resume
+            first = json.loads((out / "env.json").read_text()) if (out / "env.json").exists() else env
+            env = first | {"resumes": first.get("resumes", []) + [env | {"from_epoch": start_epoch}]}
+        write_json(out / "env.json", env)
+        write_metrics(out / "metrics.jsonl", history)
+
+    steps_per_epoch = len(train_loader)
+    total_steps = steps_per_epoch * cfg.epochs
+    step = steps_per_epoch * start_epoch
+    status = "finished"
+    wall0 = time.perf_counter()
+    ln_c = math.log(cfg.model.num_classes)
+    warned = False
+
+    progress = _Progress(quiet or not lead, log and lead, f"{cfg.model.name} seed {cfg.seed}", total_steps, step)
+    try:
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            model.train()
+            t0 = time.perf_counter()
+            data_s = compute_s = 0.0
+            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+            wrong = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            batches = iter(train_loader.epoch(epoch))
+            for i in range(steps_per_epoch):
+                td = time.perf_counter()
+                x, y = next(batches)
+                x = x.contiguous(memory_format=memory_format)
+                tc = time.perf_counter()
+                data_s += tc - td
+                with amp():
+                    logits = net(x)
+                    loss = F.cross_entropy(logits.float(), y)  # mean over the batch: paper §5's <dL/dw>_D
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach().double() * y.shape[0]
+                wrong += (logits.detach().argmax(1) != y).sum()
+                seen += y.shape[0]
+                step += 1
+                if (i + 1) % CHECK_EVERY == 0 or i + 1 == steps_per_epoch:
+                    if not torch.isfinite(loss_sum):
+                        raise _Diverged(epoch, step, loss.item())
+                    if not warned and step >= cfg.stall_steps:
+                        mean_loss = loss_sum.item() / seen
+                        if abs(mean_loss - ln_c) < 0.02 * ln_c:
+                            warned = True
+                            progress.warn(
+                                f"warning: loss {mean_loss:.3f} still sits at ln({cfg.model.num_classes})={ln_c:.3f} "
+                                f"after {step} steps: the net is not learning. Try another init "
+                                f"(--set init=caffe or bias_init=0.1) or lr (--set lr=...).")
+                compute_s += time.perf_counter() - tc
+                progress.advance(step, seen * world / max(time.perf_counter() - t0, 1e-9))
+                if on_step is not None:
+                    on_step(step, total_steps)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            n_all, loss_all, wrong_all = distributed.sum_scalars(device, seen, loss_sum, wrong)
+            val = evaluate(net, val_loader, device, amp)
+            seconds = time.perf_counter() - t0
+            row = {
+                "epoch": epoch,
+                "lr": opt.param_groups[0]["lr"],
+                "train_loss": loss_all / n_all,
+                "train_error": wrong_all / n_all,  # top-1 over this epoch's training batches
+                "val_loss": val["loss"],
+                "val_error": val["error"],
+                "val_top5_error": val["top5_error"],
+                "seconds": seconds,
+                "data_seconds": data_s,
+                "compute_seconds": compute_s,
+                "images_per_second": n_all / seconds,
+                "images": int(n_all),
+                "steps": step,
+            }
+            history.append(row)
+            before = [g["lr"] for g in opt.param_groups]
+            if cfg.optim.schedule == "plateau":
+                sched.step(val["error"])
+            else:
+                sched.step()
+            if [g["lr"] for g in opt.param_groups] < before:
+                drops += 1
+            if lead:
+                _save_checkpoint(ckpt_path, model, opt, sched, device, epoch, drops, history, cfg)
+                write_metrics(out / "metrics.jsonl", history)
+            progress.epoch_done(row)
+            if cfg.target_train_error is not None and row["train_error"] <= cfg.target_train_error:
+                status = "target-reached"
+                break
+            if cfg.optim.schedule == "plateau" and drops > cfg.optim.max_drops:
+                break  # paper §5: the lr was "reduced three times prior to termination"
+    except _Diverged as d:
+        summary = _summary(cfg, "diverged", history, None, wall0)
+        summary["diverged_at"] = {"epoch": d.epoch, "step": d.step, "loss": d.loss}
+        if lead:
+            write_metrics(out / "metrics.jsonl", history)
+            write_json(out / "summary.json", summary)
+        raise DivergedError(f"run diverged: loss {d.loss} at epoch {d.epoch}, step {d.step}; "
+                            f"recorded in {out / 'summary.json'}. Lower the lr (--set lr=...).") from None
+    finally:
+        progress.close()
+
+    test = None
+    if cfg.data.holdout > 0:
+        test = evaluate(net, Loader(ds, "test", max(per_rank, 256), device, train=False, cfg=data_cfg,
+                                    seed=cfg.seed, shard=(rank, world)), device, amp)
+    summary = _summary(cfg, status, history, test, wall0)
+    if lead:
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+class _Diverged(Exception):
+    def __init__(self, epoch: int, step: int, loss: float):
+        self.epoch, self.step, self.loss = epoch, step, loss
+
+
+def _save_checkpoint(path, model, opt, sched, device, epoch, drops, history, cfg) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({
+        "hash": cfg.hash(), "epoch": epoch, "drops": drops, "history": history,
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "rng": rng_state(device),
+    }, tmp)
+    os.replace(tmp, path)
+
+
+def _summary(cfg: RunConfig, status: str, history: list[dict], test: dict | None, wall0: float) -> dict:
+    last = history[-1] if history else {}
+    target = cfg.target_train_error
+    reach = next((r["epoch"] for r in history if target is not None and r["train_error"] <= target), None)
+    return {
+        "status": status,
+        "hash": cfg.hash(),
+        "epochs_run": len(history),
+        "epochs_to_target": reach,
+        "target_train_error": target,
+        "final_train_error": last.get("train_error"),
+        "final_val_error": last.get("val_error"),
+        "final_val_top5_error": last.get("val_top5_error"),
+        "best_val_error": min((r["val_error"] for r in history), default=None),
+        "test_error": test["error"] if test else last.get("val_error"),
+        "test_top5_error": test["top5_error"] if test else last.get("val_top5_error"),
+        "test_is_val": test is None,
+        "wall_seconds": sum(r["seconds"] for r in history),
+        "session_seconds": time.perf_counter() - wall0,
+        "total_images": sum(r["images"] for r in history),
+        "finished_at": provenance.now(),
+    }
+
+
+class _Progress:
+    """A rich progress bar with images/s and ETA, or one log line per epoch when quiet."""
+
+    def __init__(self, quiet: bool, log: bool, label: str, total: int, done: int):
+        self.log, self.bar = log, None
+        if not quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[ips]}"), TextColumn("{task.fields[info]}"),
+                                TimeRemainingColumn(), transient=False)
+            self.task = self.bar.add_task(label, total=total, completed=done, ips="", info="")
+            self.bar.start()
+
+    def advance(self, step: int, ips: float) -> None:
+        if self.bar:
+            self.bar.update(self.task, completed=step, ips=f"{ips:,.0f} img/s")
+
+    def epoch_done(self, row: dict) -> None:
+        msg = (f"epoch {row['epoch']}: train err {100 * row['train_error']:.2f}%  "
+               f"val err {100 * row['val_error']:.2f}%  lr {row['lr']:.2g}  {row['seconds']:.1f}s")
+        if self.bar:
+            self.bar.update(self.task, info=f"| ep {row['epoch']} val {100 * row['val_error']:.1f}%")
+            self.bar.console.print(msg, highlight=False)
+        elif self.log:
+            print(msg, file=sys.stderr, flush=True)
+
+    def warn(self, msg: str) -> None:
+        if self.bar:
+            self.bar.console.print(f"[yellow]{msg}[/]", highlight=False)
+        else:
+            print(msg, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()
