@@ -58,6 +58,7 @@ __all__ = [
     "pca_noise",
     "rgb_pca",
     "pca_from_moments",
+    "rgb_moments",
 ]
 
 
@@ -87,11 +88,12 @@ def crop_flip(x: Tensor, tops: Tensor, lefts: Tensor, flips: Tensor | None, size
     (stride-0) inputs. The offsets may live on any device."""
     b, c, h, w = x.shape
     dev = x.device
-    tops, lefts = tops.to(dev), lefts.to(dev)
     if tops.shape != (b,) or lefts.shape != (b,):
         raise ValueError(f"need {b} offsets, got {tuple(tops.shape)} and {tuple(lefts.shape)}")
+    # checked where the offsets live (the CPU in the loaders), so no device sync
     if bool((tops < 0).any() | (tops > h - size).any() | (lefts < 0).any() | (lefts > w - size).any()):
         raise ValueError(f"crop offsets out of range for {size}x{size} crops of {h}x{w} images")
+    tops, lefts = tops.to(dev), lefts.to(dev)
     ar = torch.arange(size, device=dev)
     rows = tops[:, None] + ar  # (B, S)
     cols = lefts[:, None] + ar  # (B, S)
@@ -169,9 +171,7 @@ def add_rgb_offsets(x: Tensor, offsets: Tensor) -> Tensor:
     return x + offsets.to(device=x.device, dtype=x.dtype)[:, :, None, None]
 
 
-def pca_noise(
-    x: Tensor, eigvals: Tensor, eigvecs: Tensor, std: float, generator: torch.Generator | None
-) -> Tensor:
+def pca_noise(x: Tensor, eigvals: Tensor, eigvecs: Tensor, std: float, generator: torch.Generator | None) -> Tensor:
     """Paper §4.1 "fancy PCA": add to every pixel of image b the RGB vector
     eigvecs @ (alpha_b * eigvals), alpha_b ~ N(0, std) drawn per image per call.
     `x` is float (B,3,H,W) on any device; returns a new tensor. See the module docstring
@@ -232,7 +232,7 @@ def _reference_crop_flip(img: Tensor, top: int, left: int, flip: bool, size: int
 def _reference_ten_views(img: Tensor, size: int) -> list[Tensor]:
     c, h, w = img.shape
     starts = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
-    five = [img[:, t : t + size, l : l + size] for t, l in starts]
+    five = [img[:, top : top + size, left : left + size] for top, left in starts]
     return five + [v.flip(-1) for v in five]
 
 

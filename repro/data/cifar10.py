@@ -12,9 +12,10 @@ Each may hold `cifar-10-batches-py/` or be that folder itself.
 
 Why a custom unpickler: the batches are Python pickles, and `pickle.load` on a file from
 the internet runs whatever the file says. `_SafeUnpickler.find_class` resolves only the
-few numpy globals an array needs (and a latin-1-only stand-in for `_codecs.encode`, which
-Python 3 protocol-2 pickles use for bytes); anything else raises `DataError` before it is
-called, so a malicious file runs nothing.
+few numpy globals an array needs (`_reconstruct`, `ndarray`, `dtype`, `scalar`, and
+`_frombuffer` for protocol-5 re-pickles), plus a latin-1-only stand-in for
+`_codecs.encode`, which Python 3 protocol-2 pickles use for bytes; anything else raises
+`DataError` before it is called, so a malicious file runs nothing.
 
 Every file is validated: `data_batch_1`..`5` and `test_batch`, each a dict with 'data'
 uint8 (10000, 3072) (R, G, B planes of 32x32, row-major) and 'labels' 10000 ints in 0..9.
@@ -120,13 +121,14 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
 
 def _allowed_globals() -> dict[tuple[str, str], object]:
     try:
-        from numpy._core import multiarray  # numpy >= 2
+        from numpy._core import multiarray, numeric  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
+        from numpy.core import multiarray, numeric
     allowed: dict[tuple[str, str], object] = {}
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(mod, "_reconstruct")] = multiarray._reconstruct
-        allowed[(mod, "scalar")] = multiarray.scalar
+    for pkg in ("numpy.core", "numpy._core"):  # Python 2 files say numpy.core; numpy 2 writes numpy._core
+        allowed[(f"{pkg}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{pkg}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{pkg}.numeric", "_frombuffer")] = numeric._frombuffer  # pickle protocol 5
     allowed[("numpy", "ndarray")] = np.ndarray
     allowed[("numpy", "dtype")] = np.dtype
     allowed[("_codecs", "encode")] = _latin1_encode
@@ -157,12 +159,9 @@ def _unpickle(path: Path) -> object:
         raise DataError(f"{path}: missing CIFAR-10 file; {HOW_TO_GET}")
     try:
         with open(path, "rb") as f:
-            obj = _SafeUnpickler(f, path).load()
-            if f.read(1):
-                raise DataError(f"{path}: corrupt pickle, trailing bytes after the end")
-            return obj
-    except DataError:
-        raise
+            return _SafeUnpickler(f, path).load()
+    except DataError as e:  # from find_class or the _codecs stand-in
+        raise e if str(path) in str(e) else DataError(f"{path}: {e}") from None
     except Exception as e:  # EOFError (truncated), UnpicklingError, ValueError, ... (corrupt)
         raise DataError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {_one_line(e)[:200]})") from None
 
@@ -173,8 +172,7 @@ def load_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     obj = _unpickle(path)
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a dict, found {type(obj).__name__}")
-    if isinstance(next(iter(obj), None), bytes):  # pickled with bytes keys
-        obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}  # b"data" keys too
     for key in ("data", "labels"):
         if key not in obj:
             raise DataError(f"{path}: no {key!r} entry (has {', '.join(map(str, obj)) or 'nothing'})")
