@@ -119,21 +119,25 @@ def train(
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads (default: torch's).")] = None,
     nproc: Annotated[int, typer.Option("--nproc", help="Data-parallel processes: launches torchrun.")] = 1,
+    devices: Annotated[Optional[str], typer.Option(
+        "--devices", help="Two devices for AlexNet's two columns, e.g. cuda:0,cuda:1 (paper §3.2).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one log line per epoch.")] = False,
 ) -> None:
     """Train one run with the paper's procedure; writes (or resumes) its run directory."""
+    if nproc > 1 and devices:
+        raise ConfigError("--devices (two devices per model) does not combine with data-parallel --nproc")
+    if nproc > 1:  # before importing torch: the launcher only waits for torchrun
+        _launch_torchrun(nproc)
+        return
     from pathlib import Path
 
     from repro import distributed
     from repro.config import make_config, parse_sets
     from repro.train import run
 
-    if nproc > 1:
-        _launch_torchrun(nproc)
-        return
     overrides: dict = {"seed": seed, "runtime.device": device, "runtime.deterministic": deterministic,
                        "runtime.channels_last": channels_last, "runtime.bf16": bf16, "runtime.compile": compile_,
-                       "runtime.threads": threads}
+                       "runtime.threads": threads, "runtime.devices": devices or ""}
     for key, value in [("data.dataset", dataset), ("data.data_dir", data_dir), ("data.subset", subset),
                        ("epochs", epochs)]:
         if value is not None:
@@ -147,19 +151,20 @@ def train(
         fetch(cfg.data.data_dir)
     run_dir = Path(out) if out else Path("runs") / f"{cfg.model.name}-{cfg.data.dataset}-s{cfg.seed}-{cfg.hash()}"
     distributed.init_from_env(cfg.runtime.device)
+    lead = distributed.rank() == 0  # read before shutdown: afterwards every process says rank 0
     try:
-        if distributed.rank() == 0:
-            err_console.print(f"run directory: {run_dir}", highlight=False)
+        if lead:
+            err_console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
         summary = run(cfg, run_dir, quiet=quiet, log=quiet)
     finally:
         distributed.shutdown()
-    if distributed.rank() == 0:
-        test = summary.get("test_error")
+    if lead:
+        pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731  (None: no epoch ran)
         console.print(f"{summary['status']}: {summary['epochs_run']} epochs, "
-                      f"final train error {100 * summary['final_train_error']:.2f}%, "
+                      f"final train error {pct(summary.get('final_train_error'))}, "
                       f"{'val' if summary.get('test_is_val') else 'test'} error "
-                      f"{100 * test:.2f}% (top-5 {100 * summary['test_top5_error']:.2f}%), "
-                      f"{summary['wall_seconds']:.0f} s  ->  {run_dir}", highlight=False)
+                      f"{pct(summary.get('test_error'))} (top-5 {pct(summary.get('test_top5_error'))}), "
+                      f"{summary['wall_seconds']:.0f} s  ->  {run_dir}", highlight=False, soft_wrap=True)
 
 
 def _launch_torchrun(nproc: int) -> None:
@@ -221,6 +226,41 @@ def bench(
     for k in ("grouped", "two_convs", "dense"):
         table.add_row(f"conv2 columns: {k}", f"{cols[k + '_img_s']:,.0f}", "fastest" if cols["fastest"] == k else "", "")
     console.print(table)
+
+
+data_app = typer.Typer(help="Data utilities.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    dataset: Annotated[str, typer.Option("--dataset", help="cifar10 | imagenet | folder.")] = "cifar10",
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where the data is.")] = None,
+    image_size: Annotated[Optional[int], typer.Option(
+        "--image-size", help="Folder datasets: stored size after §2's resize and centre crop (default 256).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch CIFAR-10 (md5-checked) if missing.")] = False,
+) -> None:
+    """Check a dataset and build its caches (mean image and RGB PCA); prints its identity."""
+    from repro.config import DataConfig
+    from repro.data import load_dataset
+
+    if dataset == "cifar10":
+        if download:
+            from repro.data.cifar10 import download as fetch
+
+            fetch(data_dir)
+        ds = load_dataset(DataConfig(dataset="cifar10", data_dir=data_dir, image_size=image_size), 10, image_size or 32)
+    elif dataset in ("imagenet", "folder"):
+        from repro.data import folders
+
+        if data_dir is None:
+            raise ConfigError(f"--dataset {dataset} needs --data-dir D (a folder with train/<class>/ and val/)")
+        size = image_size or 256
+        found = folders.scan(data_dir, size)
+        ds = load_dataset(DataConfig(dataset=dataset, data_dir=data_dir, image_size=size), len(found.classes), size)
+    else:
+        raise ConfigError(f"--dataset {dataset!r}: choose cifar10, imagenet or folder (synthetic needs no preparing)")
+    console.print(json.dumps(ds.identity, indent=2), highlight=False)
 
 
 if __name__ == "__main__":

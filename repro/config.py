@@ -99,6 +99,7 @@ class RuntimeConfig:
     bf16: bool = True  # autocast to bfloat16, CUDA only
     compile: bool = False
     threads: int | None = None
+    devices: str = ""  # "cuda:0,cuda:1": AlexNet's two columns on two devices (repro.placement); "": one device
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ Multi-node runs use torchrun's own rendezvous flags, e.g. on each of two nodes:
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import torch
@@ -68,6 +69,30 @@ def sum_scalars(device: torch.device, *values) -> list[float]:
     if active():
         dist.all_reduce(t)
     return t.tolist()
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether `t` is finite on every rank. Under DDP one all-reduce, so that a loss that
+    diverges on one rank stops all of them at the same step instead of leaving the others
+    waiting in the next gradient all-reduce."""
+    ok = torch.isfinite(t).all().to(torch.int32).reshape(1)
+    if active():
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item())
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Under DDP, seed torch's RNGs (dropout masks) from (seed, epoch, rank); a no-op in one process.
+
+    All ranks start from the same `torch.manual_seed` (the init draws), so without this
+    every rank would draw the same dropout masks for its share of the batch, where one
+    process with the combined batch draws an independent mask per image (paper §4.2).
+    Seeding per epoch also makes a resumed DDP run draw what an uninterrupted one would
+    (a checkpoint holds rank 0's RNG state only)."""
+    if not active():
+        return
+    digest = hashlib.sha256(f"repro-dropout:{seed}:{epoch}:{rank()}".encode()).digest()
+    torch.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def shutdown() -> None:

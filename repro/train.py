@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro import distributed, provenance
+from repro import distributed, placement, provenance
 from repro.config import RunConfig
 from repro.data import Dataset, Loader, load_dataset
 from repro.errors import ConfigError, DivergedError
@@ -173,18 +173,25 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     `quiet` hides the progress bar; with `log`, a quiet run prints one line per epoch.
     Returns a stored summary at once if the run already finished; resumes from
     `checkpoint.pt` if one exists; raises DivergedError (after recording the run as
-    diverged) if the loss becomes non-finite.
+    diverged) if the loss becomes non-finite, and again on a rerun of a diverged run.
+    Raises ConfigError if `out` holds another config's run.
     """
     out = Path(out)
     done = read_summary(out)
     if done and done.get("status") in TERMINAL and done.get("hash") == cfg.hash():
+        if done["status"] == "diverged":
+            raise DivergedError(f"run already diverged (recorded in {out / 'summary.json'}); "
+                                "lower the lr (--set lr=...) or use another --out")
         return done
+    _check_same_run(out, cfg)
     rank, world = distributed.rank(), distributed.world_size()
     lead = rank == 0
     if lead:
         out.mkdir(parents=True, exist_ok=True)
 
     device = resolve_device(cfg.runtime.device) if world == 1 else distributed.device(cfg.runtime.device)
+    columns_on = placement.resolve_devices(cfg, world)  # --devices: the two columns on two devices
+    device = columns_on[0] if columns_on else device  # data, labels and logits live on column 1's device
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     if cfg.runtime.deterministic:
@@ -208,7 +215,8 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     val_loader = Loader(ds, "val", max(per_rank, 256), device, train=False, cfg=data_cfg, seed=cfg.seed,
                         shard=(rank, world))
 
-    model = build(cfg.model).to(device)
+    model = build(cfg.model)
+    model = placement.place_columns(model, columns_on) if columns_on else model.to(device)
     memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     opt = make_optimizer(model, cfg)
@@ -227,8 +235,7 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
         if ckpt["hash"] != cfg.hash():
             raise ConfigError(f"{out}: holds a different run (hash {ckpt['hash']}, this config {cfg.hash()}); "
                               "use another --out")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
+        placement.load_states(model, opt, ckpt["model"], ckpt["optimizer"])  # single-device layout
         sched.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"], device)
         start_epoch, drops, history = ckpt["epoch"], ckpt["drops"], ckpt["history"]
@@ -246,15 +253,18 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * cfg.epochs
     step = steps_per_epoch * start_epoch
-    status = "finished"
+    status = "target-reached" if history and _target_reached(cfg, history[-1]) else "finished"
+    # killed after the checkpoint of its last epoch but before summary.json: train no further
+    last_epoch = start_epoch if history and _should_stop(cfg, history[-1], drops) else cfg.epochs
     wall0 = time.perf_counter()
     ln_c = math.log(cfg.model.num_classes)
     warned = False
 
     progress = _Progress(quiet or not lead, log and lead, f"{cfg.model.name} seed {cfg.seed}", total_steps, step)
     try:
-        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        for epoch in range(start_epoch + 1, last_epoch + 1):
             model.train()
+            distributed.seed_epoch(cfg.seed, epoch)  # DDP: each rank its own dropout masks
             t0 = time.perf_counter()
             data_s = compute_s = 0.0
             loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -278,7 +288,7 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
                 seen += y.shape[0]
                 step += 1
                 if (i + 1) % CHECK_EVERY == 0 or i + 1 == steps_per_epoch:
-                    if not torch.isfinite(loss_sum):
+                    if not distributed.all_finite(loss_sum):  # every rank agrees, so all stop together
                         raise _Diverged(epoch, step, loss.item())
                     if not warned and step >= cfg.stall_steps:
                         mean_loss = loss_sum.item() / seen
@@ -296,6 +306,8 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
                 torch.cuda.synchronize(device)
             n_all, loss_all, wrong_all = distributed.sum_scalars(device, seen, loss_sum, wrong)
             val = evaluate(net, val_loader, device, amp)
+            if not math.isfinite(val["loss"]):  # the last step's update broke the weights
+                raise _Diverged(epoch, step, val["loss"])
             seconds = time.perf_counter() - t0
             row = {
                 "epoch": epoch,
@@ -324,14 +336,14 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
                 _save_checkpoint(ckpt_path, model, opt, sched, device, epoch, drops, history, cfg)
                 write_metrics(out / "metrics.jsonl", history)
             progress.epoch_done(row)
-            if cfg.target_train_error is not None and row["train_error"] <= cfg.target_train_error:
+            if _target_reached(cfg, row):
                 status = "target-reached"
+            if _should_stop(cfg, row, drops):
                 break
-            if cfg.optim.schedule == "plateau" and drops > cfg.optim.max_drops:
-                break  # paper §5: the lr was "reduced three times prior to termination"
     except _Diverged as d:
         summary = _summary(cfg, "diverged", history, None, wall0)
-        summary["diverged_at"] = {"epoch": d.epoch, "step": d.step, "loss": d.loss}
+        # str: json.dumps would write a bare NaN/Infinity, which is not JSON
+        summary["diverged_at"] = {"epoch": d.epoch, "step": d.step, "loss": str(d.loss)}
         if lead:
             write_metrics(out / "metrics.jsonl", history)
             write_json(out / "summary.json", summary)
@@ -350,6 +362,28 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     return summary
 
 
+def _check_same_run(out: Path, cfg: RunConfig) -> None:
+    """ConfigError if `out` already holds a run of another config (config.json, else checkpoint)."""
+    try:
+        stored = json.loads((out / "config.json").read_text()).get("hash")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return  # no config.json (or a torn one): the checkpoint's hash is checked on resume
+    if stored != cfg.hash():
+        raise ConfigError(f"{out}: holds a different run (hash {stored}, this config {cfg.hash()}); "
+                          "use another --out")
+
+
+def _target_reached(cfg: RunConfig, row: dict) -> bool:
+    return cfg.target_train_error is not None and row["train_error"] <= cfg.target_train_error
+
+
+def _should_stop(cfg: RunConfig, row: dict, drops: int) -> bool:
+    """Stop before cfg.epochs: the target was reached (Figure 1), or the plateau schedule's
+    lr was dropped max_drops times and the error stopped improving once more (paper §5:
+    the lr was "reduced three times prior to termination")."""
+    return _target_reached(cfg, row) or (cfg.optim.schedule == "plateau" and drops > cfg.optim.max_drops)
+
+
 class _Diverged(Exception):
     def __init__(self, epoch: int, step: int, loss: float):
         self.epoch, self.step, self.loss = epoch, step, loss
@@ -359,7 +393,8 @@ def _save_checkpoint(path, model, opt, sched, device, epoch, drops, history, cfg
     tmp = path.with_name(path.name + ".tmp")
     torch.save({
         "hash": cfg.hash(), "epoch": epoch, "drops": drops, "history": history,
-        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "model": placement.model_state(model), "optimizer": placement.optimizer_state(model, opt),
+        "scheduler": sched.state_dict(),
         "rng": rng_state(device),
     }, tmp)
     os.replace(tmp, path)
