@@ -95,6 +95,47 @@ def spec(
             console.print(f"note: {p['note']}", highlight=False)
 
 
+@app.command()
+def ablate(
+    name: Annotated[str, typer.Argument(help="An ablation (see ablations/*.toml), a spec file's path, or `all`.")],
+    scale: Annotated[Optional[str], typer.Option(
+        "--scale", help="smoke | cifar | imagenet (default: cifar when CIFAR-10 is found).")] = None,
+    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Seeds 0..N-1 (default: the scale's own).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Override every run's epochs (cap).")] = None,
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where the data is.")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Fetch CIFAR-10 (md5-checked) if missing.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.")] = None,
+    results: Annotated[str, typer.Option("--results", help="Run directories go here.")] = "results",
+    reports: Annotated[str, typer.Option("--reports", help="Reports go here.")] = "reports",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and their state; train nothing.")] = False,
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress view.")] = False,
+) -> None:
+    """Run an ablation: arms x seeds, each a run directory; finished runs are skipped, interrupted ones
+    resume; then write its report."""
+    from repro.ablate import run_ablation
+    from repro.config import parse_sets
+
+    run_ablation(name, scale=scale, seeds=seeds, epochs=epochs, data_dir=data_dir, device=device,
+                 results_dir=results, reports_dir=reports, dry_run=dry_run, overrides=parse_sets(set_),
+                 quiet=quiet, download=download, console=console)
+
+
+@app.command()
+def report(
+    name: Annotated[str, typer.Argument(help="An ablation, or `all` (every ablation with stored runs).")] = "all",
+    scale: Annotated[Optional[str], typer.Option(
+        "--scale", help="Which scale's runs (default: the one most recently ablated).")] = None,
+    results: Annotated[str, typer.Option("--results", help="Where the run directories are.")] = "results",
+    reports: Annotated[str, typer.Option("--reports", help="Reports go here.")] = "reports",
+) -> None:
+    """Write reports/NAME.md (+ .csv, .png) and reports/README.md from stored runs; trains nothing."""
+    from repro.report import write_reports
+
+    for path in write_reports(name, results, reports, scale=scale):
+        console.print(f"wrote {path}", highlight=False)
+
+
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.")]
 
 

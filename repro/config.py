@@ -18,6 +18,7 @@ hash names the run directory, so a finished run is never run twice.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -147,6 +148,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

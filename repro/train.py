@@ -447,13 +447,13 @@ class _Progress:
                f"val err {100 * row['val_error']:.2f}%  lr {row['lr']:.2g}  {row['seconds']:.1f}s")
         if self.bar:
             self.bar.update(self.task, info=f"| ep {row['epoch']} val {100 * row['val_error']:.1f}%")
-            self.bar.console.print(msg, highlight=False)
+            self.bar.console.print(msg, highlight=False, soft_wrap=True)  # one line, also in a log file
         elif self.log:
             print(msg, file=sys.stderr, flush=True)
 
     def warn(self, msg: str) -> None:
         if self.bar:
-            self.bar.console.print(f"[yellow]{msg}[/]", highlight=False)
+            self.bar.console.print(f"[yellow]{msg}[/]", highlight=False, soft_wrap=True)
         else:
             print(msg, file=sys.stderr)
 

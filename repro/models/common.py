@@ -124,7 +124,8 @@ class PaperNet(nn.Sequential):
         """Parameter groups for the optimizer: per-layer weight decay and bias lr multiplier.
 
         `weight_decay=None` keeps each layer's own value; a number replaces every weight's
-        decay (biases keep theirs), which is how an ablation turns regularization off.
+        decay, and every bias's where it is non-zero (the paper decays biases too; the layer
+        files never do), which is how an ablation turns regularization off.
         Parameters outside `hparams` (BatchNorm affine terms) get no weight decay.
         """
         groups, seen = [], set()

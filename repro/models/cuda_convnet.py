@@ -55,6 +55,8 @@ def _check(cfg: ModelConfig, input_size: int) -> None:
         raise ConfigError(f"{cfg.name} has one column; model.columns applies to the AlexNet nets only")
     if cfg.init != "paper" or cfg.bias_init is not None:
         raise ConfigError(f"{cfg.name} takes its init from its layer file; model.init/bias_init do not apply")
+    if cfg.dropout != 0:
+        raise ConfigError(f"{cfg.name} has no dropout layers; model.dropout does not apply (set it to 0)")
     if cfg.input_size != input_size:
         raise ConfigError(f"{cfg.name} takes {input_size}x{input_size} inputs, not model.input_size={cfg.input_size}")
 

@@ -1,0 +1,312 @@
+"""Tests for repro.ablate: run expansion and hashing, skip and resume, locking between
+processes, selection, dry runs. Training is tests/fixtures/fake_trainer.py (no torch)."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+from rich.console import Console
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from repro import ablate, spec_file  # noqa: E402
+from repro.errors import ConfigError  # noqa: E402
+from tests.fixtures import fake_trainer  # noqa: E402
+from tests.fixtures.toml_writer import dumps  # noqa: E402
+
+
+def _quiet_console() -> Console:
+    return Console(file=io.StringIO(), width=200)
+
+
+def _ablate(name, tmp_path, **kw):
+    kw.setdefault("scale", "smoke")
+    kw.setdefault("quiet", True)
+    return ablate.run_ablation(name, results_dir=tmp_path / "results", reports_dir=tmp_path / "reports",
+                               trainer=kw.pop("trainer", fake_trainer.run), **kw)
+
+
+def _log(path: Path) -> list[tuple[int, str, int]]:
+    if not path.exists():
+        return []
+    return [(int(p), h, int(e)) for p, h, e in (line.split() for line in path.read_text().splitlines() if line)]
+
+
+# ----------------------------------------------------------------------------- expansion and hashing
+
+
+def test_expansion_is_arms_by_seeds_with_stable_hashes():
+    spec = spec_file.load("lrn")
+    ov = ablate.run_overrides(spec, None, None, None, None)
+    runs = ablate.main_runs(spec, "smoke", [0, 1, 2], ov)
+    assert [(r.arm, r.seed) for r in runs] == [(a, s) for a in ("on", "off") for s in (0, 1, 2)]
+    assert [r.hash for r in runs] == [r.hash for r in ablate.main_runs(spec_file.load("lrn"), "smoke", [0, 1, 2], ov)]
+    assert len({r.hash for r in runs}) == 6  # seed- and arm-sensitive
+    r = runs[0]
+    assert r.rel == Path("lrn", "on", f"0-{r.hash}") and r.cfg.seed == 0 and r.cfg.model.norm == "lrn"
+    assert runs[3].cfg.model.norm == "none" and runs[3].cfg.data.dataset == "synthetic"
+    # where and how fast a run executes is not part of its identity; its budget is
+    moved = ablate.main_runs(spec, "smoke", [0], ablate.run_overrides(spec, None, "/data", "cuda:1", None))
+    assert moved[0].hash == r.hash and moved[0].cfg.runtime.device == "cuda:1"
+    assert moved[0].cfg.data.data_dir == "/data"
+    longer = ablate.main_runs(spec, "smoke", [0], ablate.run_overrides(spec, 5, None, None, {"lr": "0.01"}))
+    assert longer[0].hash != r.hash and longer[0].cfg.epochs == 5 and longer[0].cfg.optim.lr == 0.01
+    assert ablate.total_runs(spec, "smoke", [0, 1, 2]) == 6
+
+
+def test_selection_expansion():
+    spec = spec_file.load("activation")
+    sel = ablate.selection_runs(spec, "smoke", [0, 1, 2], {})
+    assert [(r.arm, r.grid_value, r.seed, r.stage) for r in sel] == [
+        ("relu", 0.002, 0, "selection"), ("relu", 0.004, 0, "selection"),
+        ("tanh", 0.002, 0, "selection"), ("tanh", 0.004, 0, "selection")]
+    assert sel[0].rel == Path("activation", "relu", "lr-0.002", f"0-{sel[0].hash}")
+    assert sel[0].cfg.optim.lr == 0.002 and sel[2].cfg.epochs == 6 and sel[0].cfg.epochs == 4
+    main = ablate.main_runs(spec, "smoke", [0, 1, 2], {}, {"relu": 0.004, "tanh": None})
+    assert [(r.arm, r.seed, r.cfg.optim.lr) for r in main] == [("relu", 1, 0.004), ("relu", 2, 0.004)]
+    assert ablate.total_runs(spec, "smoke", [0, 1, 2]) == 4 + 2 * 2
+    with pytest.raises(ConfigError, match="chooses optim.lr per arm"):
+        ablate.run_overrides(spec, None, None, None, {"lr": "0.1"})
+    with pytest.raises(ConfigError, match="--seeds"):
+        ablate.run_overrides(spec, None, None, None, {"seed": "1"})
+
+
+def test_default_scale(tmp_path, monkeypatch):
+    monkeypatch.delenv("REPRO_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError) as e:
+        ablate.default_scale(None)
+    msg = str(e.value)
+    assert "\n" not in msg and all(s in msg for s in ("--data-dir", "$REPRO_DATA", "--download", "--scale smoke"))
+    with pytest.raises(ConfigError):
+        ablate.run_ablation("lrn", results_dir=tmp_path / "r", reports_dir=tmp_path / "p", quiet=True)
+    (tmp_path / "d" / "cifar-10-batches-py").mkdir(parents=True)
+    assert ablate.default_scale(tmp_path / "d") == "cifar"
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path / "d"))
+    assert ablate.default_scale(None) == "cifar"
+    with pytest.raises(ConfigError, match="--scale imagenet needs --data-dir"):
+        _ablate("lrn", tmp_path, scale="imagenet")
+    with pytest.raises(ConfigError, match="--scale tiny"):
+        _ablate("lrn", tmp_path, scale="tiny")
+
+
+# ----------------------------------------------------------------------------- running, skipping, resuming
+
+
+def test_run_then_rerun_trains_nothing(tmp_path):
+    calls = []
+
+    def trainer(cfg, out, **kw):
+        calls.append(cfg.hash())
+        return fake_trainer.run(cfg, out, **kw)
+
+    console = _quiet_console()
+    [out] = _ablate("lrn", tmp_path, trainer=trainer, quiet=False, console=console)
+    assert (out.total, out.trained, out.skipped) == (4, 4, 0) and len(set(calls)) == 4
+    shown = console.file.getvalue()
+    assert "lrn/on seed 0: finished" in shown and "runs 4/4" in shown
+    assert out.report == tmp_path / "reports" / "lrn.md" and out.report.exists()
+    assert (tmp_path / "reports" / "README.md").exists()
+    manifest = json.loads((tmp_path / "results" / "lrn" / "manifest-smoke.json").read_text())
+    assert len(manifest["runs"]) == 4 and all(r["main"] for r in manifest["runs"])
+    for r in manifest["runs"]:
+        d = tmp_path / "results" / r["dir"]
+        assert json.loads((d / "summary.json").read_text())["status"] == "finished"
+        assert d.name == f"{r['seed']}-{r['hash']}"
+    calls.clear()
+    [again] = _ablate("lrn", tmp_path, trainer=trainer)
+    assert calls == [] and (again.trained, again.skipped) == (0, 4)
+
+
+def test_partial_run_resumes(tmp_path):
+    """A run with a checkpoint but no summary is handed to the trainer, which resumes it."""
+    spec = spec_file.load("lrn")
+    r = ablate.main_runs(spec, "smoke", [0], {})[0]
+    d = tmp_path / "results" / r.rel
+    with pytest.raises(KeyboardInterrupt):
+        def interrupted(cfg, out, on_step=None, **kw):
+            def stop(done, total):
+                if done == 2 * int(os.environ.get("FAKE_STEPS", "4")):  # after epoch 2's last step
+                    raise KeyboardInterrupt
+            return fake_trainer.run(cfg, out, on_step=stop, **kw)
+        _ablate("lrn", tmp_path, seeds=1, trainer=interrupted)
+    assert ablate.state(d) == "partial"  # and not "running": the lock went with the interrupted run
+    [out] = _ablate("lrn", tmp_path, seeds=1)
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in rows] == [1, 2, 3] and out.trained == 2
+
+
+def _runner(name: str, tmp: str, epochs: int, env: dict) -> None:
+    """A second `repro ablate` process (forked: no second torch import), quiet, with the fake trainer."""
+    os.environ.update(env)
+    ablate.run_ablation(name, scale="smoke", epochs=epochs, results_dir=Path(tmp) / "results",
+                        reports_dir=Path(tmp) / "reports", quiet=True, trainer=fake_trainer.run)
+
+
+def _start(name: str, tmp_path: Path, epochs: int, env: dict) -> mp.Process:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401  (imported once here, not in every child)
+
+    p = mp.get_context("fork").Process(target=_runner, args=(name, str(tmp_path), epochs, env))
+    p.start()
+    return p
+
+
+def test_kill_and_rerun_loses_nothing_and_repeats_nothing(tmp_path, monkeypatch):
+    """SIGKILL a runner mid-ablation; the rerun resumes the interrupted run from its checkpoint,
+    skips the finished ones, and every epoch is trained exactly once."""
+    log = tmp_path / "train.log"
+    proc = _start("lrn", tmp_path, 4, {"FAKE_TRAIN_LOG": str(log), "FAKE_EPOCH_SECONDS": "0.2"})
+    deadline = time.monotonic() + 60
+    while len(_log(log)) < 6 and time.monotonic() < deadline:  # a run and a half
+        assert proc.is_alive(), proc.exitcode
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    before = _log(log)
+    assert 6 <= len(before) < 16
+    runs = ablate.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {"epochs": 4})
+    states = Counter(ablate.state(tmp_path / "results" / r.rel) for r in runs)
+    assert states["done"] >= 1 and states["partial"] == 1
+    monkeypatch.setenv("FAKE_TRAIN_LOG", str(log))
+    [out] = _ablate("lrn", tmp_path, epochs=4)
+    epochs = Counter((h, e) for _, h, e in _log(log))
+    assert len(epochs) == 16 and set(epochs.values()) == {1}  # 4 runs x 4 epochs, each trained once
+    assert out.skipped == states["done"] and out.trained == 4 - states["done"]
+    for r in runs:
+        d = tmp_path / "results" / r.rel
+        assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_two_concurrent_runners_never_train_a_run_twice(tmp_path):
+    log = tmp_path / "train.log"
+    env = {"FAKE_TRAIN_LOG": str(log), "FAKE_EPOCH_SECONDS": "0.1"}
+    procs = [_start("lrn", tmp_path, 3, env) for _ in range(2)]
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    entries = _log(log)
+    hashes = {h for _, h, _ in entries}
+    assert len(hashes) == 4
+    assert Counter((h, e) for _, h, e in entries) == {(h, e): 1 for h in hashes for e in (1, 2, 3)}
+    trainers = defaultdict(set)
+    for pid, h, _ in entries:
+        trainers[h].add(pid)
+    assert all(len(p) == 1 for p in trainers.values())  # no run was trained by both
+    for r in ablate.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {"epochs": 3}):
+        d = tmp_path / "results" / r.rel
+        assert json.loads((d / "summary.json").read_text())["status"] == "finished"
+        assert len((d / "metrics.jsonl").read_text().splitlines()) == 3
+    assert (tmp_path / "reports" / "lrn.md").exists() and json.loads((tmp_path / "reports" / "lrn.json").read_text())
+
+
+def test_locked_run_is_deferred_then_waited_for(tmp_path):
+    """A run locked by someone else is skipped at first and waited for at the end; if it is
+    still unfinished when the lock is released, this process trains it."""
+    spec = spec_file.load("lrn")
+    first = ablate.main_runs(spec, "smoke", [0, 1], {})[0]
+    d = tmp_path / "results" / first.rel
+    d.parent.mkdir(parents=True)
+    order = []
+
+    def trainer(cfg, out, **kw):
+        order.append(cfg.hash())
+        if len(order) == 3:
+            holder.release()  # the "other process" gives up without finishing
+        return fake_trainer.run(cfg, out, **kw)
+
+    holder = FileLock(str(d) + ".lock")
+    holder.acquire()
+    assert ablate.state(d) == "running"
+    [out] = _ablate("lrn", tmp_path, trainer=trainer)
+    assert order[-1] == first.hash and len(order) == 4 and out.trained == 4
+    assert ablate.state(d) == "done"
+
+
+def test_diverged_runs_are_recorded_and_not_retried(tmp_path):
+    """A grid value that diverges is recorded, never retried, and never selected."""
+    d = {"title": "t", "section": "s", "question": "q", "baseline": "relu", "metrics": ["epochs_to_target"],
+         "base": {"target_train_error": 0.25}, "selection": {"key": "optim.lr"},
+         "arms": {"relu": {"set": {"model.activation": "relu"}, "grid": [0.002, 0.1]},
+                  "tanh": {"set": {"model.activation": "tanh"}, "grid": [0.004, 0.2]}},
+         "claims": [{"arm": "tanh", "against": "relu", "metric": "epochs_to_target", "unit": "x", "paper": 6.0,
+                     "tolerance": 3.0, "section": "s", "quote": "q", "source": "s"}],
+         "scales": {s: {"model": "cifar-80sec", "seeds": 2,
+                        "set": {"data.dataset": "synthetic", "epochs": 8}} for s in spec_file.SCALES}}
+    path = tmp_path / "divergy.toml"
+    path.write_text(dumps(d), encoding="utf-8")
+    [out] = _ablate(str(path), tmp_path)
+    assert out.diverged == 2 and out.trained == 4  # 2 selection runs diverged; 2 selection + 2 main trained
+    m = json.loads((tmp_path / "results" / "divergy" / "manifest-smoke.json").read_text())
+    assert m["selection"]["chosen"] == {"relu": 0.002, "tanh": 0.004}
+    winners = {(r["arm"], r["grid_value"]) for r in m["runs"] if r["main"] and r["stage"] == "selection"}
+    assert winners == {("relu", 0.002), ("tanh", 0.004)}
+    calls = []
+    [again] = _ablate(str(path), tmp_path, trainer=lambda *a, **k: calls.append(1))
+    assert calls == [] and again.skipped == 6 and again.diverged == 2
+    text = (tmp_path / "reports" / "divergy.md").read_text()
+    assert "| diverged" in text
+
+
+def test_identical_run_of_another_ablation_is_copied(tmp_path):
+    """pooling's `overlapping` and gpus' `two` are the same net: the second is copied, not retrained."""
+    _ablate("pooling", tmp_path)
+    [out] = _ablate("gpus", tmp_path)
+    assert out.reused == 2 and out.trained == 2
+    copied = [p for p in (tmp_path / "results" / "gpus" / "two").iterdir() if p.is_dir()]
+    assert len(copied) == 2 and all((p / "reused_from.txt").exists() for p in copied)
+    assert not any((p / "checkpoint.pt").exists() for p in copied)
+    assert "copied from identical runs" in (tmp_path / "reports" / "gpus.md").read_text()
+
+
+def test_dry_run_lists_runs_and_states(tmp_path):
+    console = _quiet_console()
+    [out] = _ablate("activation", tmp_path, dry_run=True, quiet=False, console=console)
+    assert [r["state"] for r in out.plan] == ["pending"] * 4 + ["pending", "pending"]
+    assert [r["grid"] for r in out.plan[-2:]] == ["after selection"] * 2
+    assert "activation at scale smoke: 6 runs" in console.file.getvalue()
+    assert not (tmp_path / "results").exists() and not (tmp_path / "reports").exists()  # a dry run writes nothing
+    _ablate("activation", tmp_path)
+    first = ablate.selection_runs(spec_file.load("activation"), "smoke", [0, 1], {})[0]
+    d = tmp_path / "results" / first.rel
+    (d / "summary.json").unlink()  # as if interrupted
+    [out] = _ablate("activation", tmp_path, dry_run=True)
+    assert [r["state"] for r in out.plan].count("partial") == 1 and len(out.plan) == 6
+    assert {r["stage"] for r in out.plan} == {"selection", "main"}
+
+
+# ----------------------------------------------------------------------------- end to end, real trainer
+
+
+@pytest.mark.slow
+def test_end_to_end_with_the_real_trainer(tmp_path):
+    """tests/fixtures/tiny.toml through repro.train.run: run directories the report can read,
+    and a rerun that trains nothing."""
+    pytest.importorskip("repro.train")
+    spec = REPO / "tests" / "fixtures" / "tiny.toml"
+    [out] = ablate.run_ablation(str(spec), scale="smoke", results_dir=tmp_path / "results",
+                                reports_dir=tmp_path / "reports", quiet=True, device="cpu")
+    assert (out.trained, out.diverged) == (4, 0)
+    text = out.report.read_text(encoding="utf-8")
+    assert text.startswith("> **Smoke scale") and "| dataset       | synthetic (sha256 " in text
+    assert "cpu" in text and "2 / 2" in text
+    for r in ablate.main_runs(spec_file.load(spec), "smoke", [0, 1], {}):
+        d = tmp_path / "results" / r.rel
+        assert ablate.state(d) == "done" and (d / "env.json").exists() and (d / "dataset.json").exists()
+    [again] = ablate.run_ablation(str(spec), scale="smoke", results_dir=tmp_path / "results",
+                                  reports_dir=tmp_path / "reports", quiet=True, device="cpu")
+    assert (again.trained, again.skipped) == (0, 4)

@@ -1,0 +1,306 @@
+"""Tests for repro.spec_file: the shipped ablation specs, a TOML round trip, and every kind of bad spec."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from repro import config as rc  # noqa: E402
+from repro import spec_file  # noqa: E402
+from repro.errors import ConfigError  # noqa: E402
+from repro.models import registry  # noqa: E402
+from tests.fixtures.toml_writer import dumps  # noqa: E402
+
+FACTS = REPO.parent / "shared" / "reference" / "alexnet-facts.md"
+SHIPPED = ["activation", "bias-init", "dropout", "gpus", "lrn", "lrn-vs-batchnorm", "pca-colour", "pooling", "ten-crop"]
+
+
+# ----------------------------------------------------------------------------- the shipped specs
+
+
+def test_shipped_specs_load():
+    assert spec_file.names() == SHIPPED
+    for name in SHIPPED:
+        spec = spec_file.load(name)
+        assert spec.name == name and set(spec.scales) == set(spec_file.SCALES)
+        assert spec.baseline in spec.arms and len(spec.sha256) == 64
+        for s in spec_file.SCALES:  # every arm makes a valid config at every scale
+            for arm in spec.arms:
+                cfg = spec.config(arm, s, seed=0, grid_value=(spec.grid(arm, s) or (None,))[0])
+                assert cfg.model.name == spec.scales[s].model
+        if name != "lrn-vs-batchnorm":
+            assert spec.claims, name
+
+
+def test_shipped_quotes_are_exact():
+    """Each claim's quote appears word for word in the facts file (markdown bold removed)."""
+    if not FACTS.is_file():
+        pytest.skip(f"{FACTS} not beside the repository")
+    facts = " ".join(FACTS.read_text(encoding="utf-8").replace("**", "").split())
+    for name in SHIPPED:
+        for c in spec_file.load(name).claims:
+            assert " ".join(c.quote.split()) in facts, (name, c.quote)
+
+
+def test_shipped_smoke_scales_are_synthetic_and_small():
+    for name in SHIPPED:
+        spec = spec_file.load(name)
+        for arm in spec.arms:
+            cfg = spec.config(arm, "smoke", 0, (spec.grid(arm, "smoke") or (None,))[0])
+            assert cfg.data.dataset == "synthetic" and cfg.data.synthetic_train <= 1024 and cfg.epochs <= 8
+
+
+def test_key_specs():
+    act = spec_file.load("activation")
+    relu = act.config("relu", "cifar", 0, 0.002)
+    tanh = act.config("tanh", "cifar", 0, 0.002)
+    assert (relu.model.activation, tanh.model.activation) == ("relu", "tanh")
+    assert relu.target_train_error == 0.25 and relu.optim.weight_decay == 0.0 and relu.model.dropout == 0.0
+    assert relu.data.flip is False and relu.optim.lr == 0.002 and relu.model.name == "cifar-80sec"
+    assert act.selection.key == "optim.lr" and act.claims[0].paper == 6.0 and act.claims[0].unit == "x"
+    lrn = spec_file.load("lrn")
+    assert lrn.config("off", "cifar", 0).model.norm == "none"
+    assert lrn.config("on", "cifar", 0).model.name == "cifar-11pct"
+    assert "local3" in lrn.notes and "fc10" in lrn.notes  # the 13pct/11pct caveat (facts §8.4)
+    assert [c.paper for c in lrn.claims_for("imagenet")] == [-1.4, -1.2]
+    assert spec_file.load("gpus").config("one", "imagenet", 0).model.columns == 1
+
+
+# ----------------------------------------------------------------------------- round trip
+
+IDENT = st.from_regex(r"[a-z][a-z0-9_-]{0,7}", fullmatch=True)
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
+FINITE = dict(allow_nan=False, allow_infinity=False)
+DELTAS = st.fixed_dictionaries({}, optional={
+    "model.norm": st.sampled_from(rc.NORMS),
+    "model.pooling": st.sampled_from(rc.POOLINGS),
+    "model.activation": st.sampled_from(rc.ACTIVATIONS),
+    "optim.lr": st.floats(1e-5, 1.0, **FINITE),
+    "model.dropout": st.floats(0.0, 0.9, **FINITE),
+    "data.flip": st.booleans(),
+    "optim.milestones": st.lists(st.integers(1, 100), max_size=3),
+    "epochs": st.integers(1, 50),
+    "target_train_error": st.floats(0.01, 0.99, **FINITE),
+})
+GRID = st.lists(st.floats(1e-5, 1.0, **FINITE), min_size=1, max_size=3, unique=True)
+
+
+@st.composite
+def spec_dicts(draw) -> dict:
+    arm_names = draw(st.lists(IDENT, min_size=2, max_size=3, unique=True))
+    selection = draw(st.booleans())
+    arms = {}
+    for a in arm_names:
+        arms[a] = {"about": draw(TEXT), "set": draw(DELTAS)}
+        if selection:
+            arms[a]["grid"] = draw(GRID)
+    d: dict = {"title": draw(TEXT), "section": draw(TEXT), "question": draw(TEXT), "notes": draw(TEXT),
+               "baseline": draw(st.sampled_from(arm_names)),
+               "metrics": draw(st.lists(st.sampled_from(list(spec_file.METRICS)), min_size=1, max_size=3, unique=True)),
+               "base": draw(DELTAS), "arms": arms}
+    if draw(st.booleans()):
+        d["target"] = draw(st.floats(0.01, 0.99, **FINITE))
+    if selection:
+        d["selection"] = {"key": "optim.lr", "by": "epochs_to_target"}
+    claims = []
+    for _ in range(draw(st.integers(0, 3))):
+        arm, against = draw(st.permutations(arm_names))[:2]
+        unit = draw(st.sampled_from(spec_file.UNITS))
+        kind = draw(st.sampled_from(spec_file.KINDS))
+        c = {"arm": arm, "against": against, "metric": draw(st.sampled_from(list(spec_file.METRICS))), "unit": unit,
+             "kind": kind, "section": draw(TEXT), "quote": draw(TEXT), "source": draw(TEXT),
+             "tolerance": draw(st.floats(0, 10, **FINITE))}
+        if kind == "direction":
+            c["direction"] = draw(st.sampled_from(spec_file.DIRECTIONS))
+        elif unit == "x":
+            c["paper"] = draw(st.floats(0.01, 100, **FINITE).filter(lambda x: x != 1.0))
+        else:
+            c["paper"] = draw(st.floats(-50, 50, **FINITE).filter(lambda x: x != 0.0))
+        if draw(st.booleans()):
+            c["scales"] = draw(st.lists(st.sampled_from(spec_file.SCALES), min_size=1, unique=True))
+        if draw(st.booleans()):
+            c["note"] = draw(TEXT)
+        claims.append(c)
+    d["claims"] = claims
+    scales = {}
+    for s in spec_file.SCALES:
+        sc = {"model": draw(st.sampled_from(list(registry.ENTRIES))), "seeds": draw(st.integers(1, 5)),
+              "set": draw(DELTAS), "notes": draw(TEXT)}
+        over = {}
+        for a in draw(st.lists(st.sampled_from(arm_names), unique=True, max_size=2)):
+            over[a] = {"set": draw(DELTAS)}
+            if selection and draw(st.booleans()):
+                over[a]["grid"] = draw(GRID)
+        if over:
+            sc["arms"] = over
+        scales[s] = sc
+    d["scales"] = scales
+    return d
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec_dicts())
+def test_round_trip(d):
+    text = dumps(d)
+    spec = spec_file.loads(text, "ablations/rt.toml")
+    assert dataclasses.replace(spec, sha256="") == spec_file.parse(d, "ablations/rt.toml", "rt")
+    # and the parsed spec says what the dict said
+    assert list(spec.arms) == list(d["arms"]) and spec.baseline == d["baseline"]
+    assert spec.metrics == tuple(d["metrics"]) and spec.title == d["title"].strip()
+    for arm, raw in d["arms"].items():
+        assert spec.arms[arm].set == raw["set"] and spec.arms[arm].about == raw["about"].strip()
+        assert spec.arms[arm].grid == tuple(raw.get("grid", ()))
+    for c, raw in zip(spec.claims, d["claims"], strict=True):
+        assert (c.arm, c.against, c.metric, c.unit, c.kind) == (raw["arm"], raw["against"], raw["metric"],
+                                                                raw["unit"], raw["kind"])
+        assert c.paper == raw.get("paper") and c.tolerance == raw["tolerance"] and c.quote == raw["quote"].strip()
+        assert c.scales == tuple(raw.get("scales", spec_file.SCALES))
+    for s, raw in d["scales"].items():
+        assert spec.scales[s].model == raw["model"] and spec.scales[s].seeds == raw["seeds"]
+        cfg = spec.config(d["baseline"], s, seed=3, grid_value=(spec.grid(d["baseline"], s) or (None,))[0])
+        assert cfg.seed == 3 and cfg.model.name == raw["model"]
+    if spec.selection:  # the grid value wins over every delta
+        for a in spec.arms:
+            for v in spec.grid(a, "smoke"):
+                assert spec.config(a, "smoke", 0, v).optim.lr == v
+
+
+# ----------------------------------------------------------------------------- bad specs
+
+
+def _valid() -> dict:
+    return {
+        "title": "t", "section": "§1", "question": "q", "baseline": "off", "metrics": ["val_error"],
+        "arms": {"on": {"about": "a", "set": {"model.norm": "lrn"}}, "off": {"set": {"model.norm": "none"}}},
+        "claims": [{"arm": "on", "against": "off", "metric": "val_error", "unit": "pp", "paper": -1.4,
+                    "tolerance": 1.0, "section": "§3.3", "quote": "q", "source": "s"}],
+        "scales": {s: {"model": "alexnet-cifar", "seeds": 2, "set": {"epochs": 2}} for s in spec_file.SCALES},
+    }
+
+
+def _set(d: dict, path: str, value) -> dict:
+    d = copy.deepcopy(d)
+    *parents, last = path.split("/")
+    node = d
+    for p in parents:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return d
+
+
+_DELETE = object()
+
+BAD = [
+    # (change as path=value, what the message must contain)
+    ("titel", "t", r"\(top level\)|titel: unknown key"),
+    ("title", _DELETE, r"title: missing"),
+    ("title", 3, r"title: must be str"),
+    ("arms/on/sett", {}, r"arms\.on\.sett: unknown key"),
+    ("arms/on/set", {"model.nrom": "lrn"}, r"arms\.on\.set: unknown key 'model\.nrom'"),
+    ("arms/on/set", {"model.norm": "group"}, r"arms\.on\.set: model\.norm='group' is not valid"),
+    ("arms/on/set", {"optim.lr": "fast"}, r"arms\.on\.set: optim\.lr='fast' is not a valid float"),
+    ("arms/on/set", {"seed": 3}, r"arms\.on\.set: seed: set by the runner"),
+    ("arms/on/set", {"model.name": "alexnet"}, r"arms\.on\.set: model\.name: the model is chosen by scales"),
+    ("arms", {"on": {}}, r"arms: needs at least two arms"),
+    ("arms/on/grid", [0.1], r"arms\.on\.grid: needs a \[selection\]"),
+    ("baseline", "both", r"baseline: 'both' is not an arm"),
+    ("metrics", ["val_eror"], r"metrics: 'val_eror' is not valid"),
+    ("metrics", [], r"metrics: must name at least one"),
+    ("metrics", ["val_error", "val_error"], r"metrics: has duplicates"),
+    ("target", 25, r"target: 25\.0 is not valid"),
+    ("claims/0/arm", "up", r"claims\[0\]\.arm: 'up' is not an arm"),
+    ("claims/0/against", "on", r"claims\[0\]\.against: must differ"),
+    ("claims/0/unit", "percent", r"claims\[0\]\.unit: 'percent' is not valid"),
+    ("claims/0/kind", "roughly", r"claims\[0\]\.kind: 'roughly' is not valid"),
+    ("claims/0/metric", "loss", r"claims\[0\]\.metric: 'loss' is not valid"),
+    ("claims/0/quote", _DELETE, r"claims\[0\]\.quote: missing"),
+    ("claims/0/tolerance", -1, r"claims\[0\]\.tolerance: -1\.0 is not valid"),
+    ("claims/0/tolerance", float("nan"), r"claims\[0\]\.tolerance: nan is not valid"),
+    ("claims/0/paper", 0.0, r"claims\[0\]\.paper: 0 means no effect"),
+    ("claims/0/paper", True, r"claims\[0\]\.paper: must be int or float, got bool"),
+    ("claims/0/direction", "lower", r"claims\[0\]\.direction: only with kind"),
+    ("claims/0/kind", "direction", r"claims\[0\]\.paper: not used with kind"),
+    ("claims/0/scales", ["tiny"], r"claims\[0\]\.scales: 'tiny' is not valid"),
+    ("claims/0/colour", "red", r"claims\[0\]\.colour: unknown key"),
+    ("scales/imagenet", _DELETE, r"scales\.imagenet: missing"),
+    ("scales/huge", {"model": "alexnet", "seeds": 1}, r"scales\.huge: unknown key"),
+    ("scales/smoke/model", "resnet", r"scales\.smoke\.model: unknown model 'resnet'"),
+    ("scales/smoke/seeds", 0, r"scales\.smoke\.seeds: 0 is not valid"),
+    ("scales/smoke/seeds", "3", r"scales\.smoke\.seeds: must be int, got str"),
+    ("scales/smoke/set", {"epochs": 1.5}, r"scales\.smoke\.set: epochs=1\.5 is not a valid int"),
+    ("scales/smoke/arms", {"middle": {}}, r"scales\.smoke\.arms\.middle: unknown key"),
+    ("scales/smoke/arms", {"on": {"sett": {}}}, r"scales\.smoke\.arms\.on\.sett: unknown key"),
+    ("selection", {"key": "optim.lrr"}, r"selection\.key: unknown key 'optim\.lrr'"),
+    ("selection", {"key": "optim.lr", "by": "speed"}, r"selection\.by: 'speed' is not valid"),
+    ("selection", {"key": "optim.lr"}, r"arms\.on\.grid: missing \(required with \[selection\]"),
+]
+
+
+@pytest.mark.parametrize("path,value,pattern", BAD, ids=[f"{p}={v!r}"[:40] for p, v, _ in BAD])
+def test_bad_spec(path, value, pattern):
+    d = _set(_valid(), path, value)
+    with pytest.raises(ConfigError) as e:
+        if any(isinstance(v, float) and math.isnan(v) for v in _floats(d)):
+            spec_file.parse(d, "ablations/bad.toml", "bad")  # TOML has nan, but our writer refuses it
+        else:
+            spec_file.loads(dumps(d), "ablations/bad.toml")
+    msg = str(e.value)
+    assert msg.startswith("ablations/bad.toml: ") and "\n" not in msg, msg
+    assert re.search(pattern, msg), msg
+
+
+def _floats(d):
+    if isinstance(d, dict):
+        for v in d.values():
+            yield from _floats(v)
+    elif isinstance(d, list):
+        for v in d:
+            yield from _floats(v)
+    elif isinstance(d, float):
+        yield d
+
+
+def test_valid_base_parses():
+    spec = spec_file.loads(dumps(_valid()), "ablations/ok.toml")
+    assert spec.name == "ok" and spec.claims[0].band == pytest.approx((-2.4, -0.4)) and spec.claims[0].side == -1
+
+
+def test_model_specific_error_names_scale_and_arm():
+    """A delta valid on its own but not with the scale's model is reported with both."""
+    d = _set(_valid(), "arms/on/set", {"model.name": "alexnet"})
+    with pytest.raises(ConfigError, match=r"arms\.on\.set: model\.name"):
+        spec_file.parse(d, "ablations/bad.toml", "bad")
+
+
+def test_toml_syntax_error_is_one_line():
+    with pytest.raises(ConfigError) as e:
+        spec_file.loads('title = "unterminated\n', "ablations/broken.toml")
+    assert str(e.value).startswith("ablations/broken.toml: TOML syntax error:") and "\n" not in str(e.value)
+
+
+def test_unknown_name_and_missing_path():
+    with pytest.raises(ConfigError, match=r"unknown ablation 'lnr'; valid: activation, .* \(or all\)"):
+        spec_file.load("lnr")
+    with pytest.raises(ConfigError, match=r"no such ablation spec file"):
+        spec_file.load("nowhere/x.toml")
+
+
+def test_load_by_path(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text(dumps(_valid()), encoding="utf-8")
+    assert spec_file.load(p).name == "mine"
