@@ -78,16 +78,17 @@ def test_overfits_a_small_training_set(tmp_path):
     assert s["epochs_run"] == len(r) < 30
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding: alexnet-cifar with the paper's init (N(0, 0.01) weights, biases 1 in conv2/4/5 and fc6/7, §5) "
-    "sits at ln(10) on synthetic data for hundreds of steps (>= 400 tried, also init=caffe, bias_init=0, "
-    "dropout=0, norm=none, lr 0.05, batch 8): by conv4 the input signal is ~2% of the bias-1 constant. "
-    "With a He init the same net and trainer learn. If this starts passing, drop the xfail."))
+@pytest.mark.slow
 def test_alexnet_cifar_paper_init_learns_on_synthetic(tmp_path):
-    cfg = tiny("alexnet-cifar", data__synthetic_train=64, optim__batch_size=32, optim__schedule="constant",
-               epochs=10, stall_steps=10**6)
+    """With a literal N(0, 0.01) (§5) alexnet-cifar sat at ln(10) for 400+ steps: its fan-ins are
+    4-16x smaller than the paper net's. The init carried over by fan-in (repro.models.alexnet.
+    init_gains) keeps the paper's per-layer gain, and the net learns: well below chance in 32 steps."""
+    cfg = tiny("alexnet-cifar", data__synthetic_train=512, data__synthetic_test=128,
+               optim__schedule="constant", epochs=8, stall_steps=10**6)
     train.run(cfg, tmp_path, quiet=True)
-    assert min(x["train_loss"] for x in rows(tmp_path)) < 0.5 * LN10
+    r = rows(tmp_path)
+    assert r[-1]["val_error"] < 0.75, [x["val_error"] for x in r]
+    assert r[-1]["train_loss"] < r[0]["train_loss"] - 0.3
 
 
 def test_alexnet_cifar_trains_through_the_trainer(tmp_path):
@@ -99,7 +100,7 @@ def test_alexnet_cifar_trains_through_the_trainer(tmp_path):
     train.run(cfg, tmp_path, quiet=True)
     (row,) = rows(tmp_path)
     assert all(math.isfinite(row[k]) for k in ("train_loss", "val_loss", "val_error"))
-    assert abs(row["train_loss"] - LN10) < 0.5
+    assert abs(row["train_loss"] - LN10) < 1.5  # near chance (the fan-in-scaled fc layers start louder)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     moved = [k for k, v in ckpt["model"].items() if not torch.equal(v, init[k])]
     assert {"conv1.weight", "fc8.weight"} <= set(moved)

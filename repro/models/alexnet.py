@@ -83,11 +83,45 @@ def _feature_size(size: int, w: Widths, cfg: ModelConfig) -> int:
     return s
 
 
-def _init(cfg: ModelConfig) -> dict[str, LayerHP]:
+def fan_ins(w: Widths, input_size: int, cfg: ModelConfig) -> dict[str, int]:
+    """Inputs per unit of every weighted layer of the two-column net with widths `w`."""
+    c1, c2, c3, c4, _ = w.conv
+    side = _feature_size(input_size, w, cfg)
+    return {
+        "conv1": 3 * w.conv1_kernel**2,
+        "conv2": c1 // 2 * 25,  # per column
+        "conv3": c2 * 9,  # both columns
+        "conv4": c3 // 2 * 9,
+        "conv5": c4 // 2 * 9,
+        "fc6": w.conv[4] * side * side,
+        "fc7": w.fc,
+        "fc8": w.fc,
+    }
+
+
+def init_gains(w: Widths, cfg: ModelConfig) -> dict[str, float]:
+    """Per-layer multipliers of the init std that carry the paper's init over to a smaller net.
+
+    The paper's N(0, 0.01) (§5) is tuned to the paper's fan-ins: a layer's output scale is
+    0.01 * sqrt(fan-in) times its input's. alexnet-cifar's fan-ins are 4-16x smaller, and
+    with a literal 0.01 its signal fades to ~2% of the bias-1 constants by conv4 and the net
+    sits at chance (tests/test_train.py records it). Scaling each std by
+    sqrt(paper fan-in / this fan-in) keeps every layer's forward gain equal to the paper net's.
+    The gains compare two-column nets, so `columns=1` uses the same stds as `columns=2`
+    (as the paper's one-GPU comparison net did), and for the paper's widths they are all 1.
+    """
+    if w == PAPER_WIDTHS:
+        return dict.fromkeys(fan_ins(w, 224, cfg), 1.0)
+    paper, ours = fan_ins(PAPER_WIDTHS, 224, cfg), fan_ins(w, cfg.input_size, cfg)
+    return {name: math.sqrt(paper[name] / ours[name]) for name in paper}
+
+
+def _init(cfg: ModelConfig, gains: dict[str, float]) -> dict[str, LayerHP]:
     """Paper §5: every weight N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7, else 0.
 
     The `caffe` preset is bvlc_alexnet's workaround for bias 1 stalling at chance in
-    many reimplementations: biases 0.1, fc6/fc7 std 0.005 (facts §7).
+    many reimplementations: biases 0.1, fc6/fc7 std 0.005 (facts §7). `gains` scale the
+    stds for a net narrower than the paper's (see `init_gains`).
     """
     if cfg.init == "paper":
         one, fc_std = 1.0, 0.01  # paper §5
@@ -98,16 +132,19 @@ def _init(cfg: ModelConfig) -> dict[str, LayerHP]:
     if cfg.bias_init is not None:
         one = cfg.bias_init
     wd = 5e-4  # paper §5: applied to every weight by the update rule, biases included
-    hp = lambda std, bias: LayerHP(init_std=std, init_bias=bias, weight_decay=wd, bias_weight_decay=wd)  # noqa: E731
+
+    def hp(name: str, std: float, bias: float) -> LayerHP:
+        return LayerHP(init_std=std * gains[name], init_bias=bias, weight_decay=wd, bias_weight_decay=wd)
+
     return {
-        "conv1": hp(0.01, 0.0),  # paper §5
-        "conv2": hp(0.01, one),  # paper §5: bias 1 gives the ReLUs positive inputs
-        "conv3": hp(0.01, 0.0),
-        "conv4": hp(0.01, one),
-        "conv5": hp(0.01, one),
-        "fc6": hp(fc_std, one),
-        "fc7": hp(fc_std, one),
-        "fc8": hp(0.01, 0.0),
+        "conv1": hp("conv1", 0.01, 0.0),  # paper §5
+        "conv2": hp("conv2", 0.01, one),  # paper §5: bias 1 gives the ReLUs positive inputs
+        "conv3": hp("conv3", 0.01, 0.0),
+        "conv4": hp("conv4", 0.01, one),
+        "conv5": hp("conv5", 0.01, one),
+        "fc6": hp("fc6", fc_std, one),
+        "fc7": hp("fc7", fc_std, one),
+        "fc8": hp("fc8", 0.01, 0.0),
     }
 
 
@@ -154,7 +191,7 @@ def build_alexnet(cfg: ModelConfig, widths: Widths = PAPER_WIDTHS) -> PaperNet:
     both = "both" if g == 2 else ""
     role = {"conv1": both, "conv2": per_column, "conv3": both, "conv4": per_column, "conv5": per_column,
             "fc6": both, "fc7": both, "fc8": both}
-    return PaperNet(layers, _init(cfg), columns=g, column_role=role, default_weight_decay=5e-4)
+    return PaperNet(layers, _init(cfg, init_gains(widths, cfg)), columns=g, column_role=role, default_weight_decay=5e-4)
 
 
 def build_alexnet_cifar(cfg: ModelConfig) -> PaperNet:
