@@ -508,9 +508,9 @@ def ablate_one(
         runner.execute(main)
     if write_reports:
         out.report = report.write_report(spec, results, reports, scale=scale)
-        if not quiet:
-            console.print(f"{spec.name}: {out.trained} trained, {out.skipped} already done, {out.reused} copied, "
-                          f"{out.diverged} diverged; report: {out.report}", highlight=False, soft_wrap=True)
+        # the one-line result, also under --quiet (which hides only the progress view)
+        console.print(f"{spec.name}: {out.trained} trained, {out.skipped} already done, {out.reused} copied, "
+                      f"{out.diverged} diverged; report: {out.report}", highlight=False, soft_wrap=True)
     return out
 
 
