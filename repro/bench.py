@@ -20,8 +20,8 @@ process on the same net, batch and data are what we compare against targets.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

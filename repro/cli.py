@@ -234,7 +234,8 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     seconds: Annotated[float, typer.Option("--seconds", help="Seconds per timed figure.")] = 5.0,
     device: DeviceOpt = "auto",
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="CIFAR-10 (else synthetic of its shape).")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(
+        "--data-dir", help="CIFAR-10 (else synthetic of its shape).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads.")] = None,
     save: Annotated[Optional[str], typer.Option("--save", help="Also write the JSON to this file.")] = None,
 ) -> None:
@@ -262,10 +263,12 @@ def bench(
                   f"{t['harness_over_pure']:.3f} of pure", ">= 0.95")
     table.add_row("naive (PIL transforms + DataLoader)", f"{t['naive_img_s']:,.0f}",
                   f"harness {t['harness_over_naive']:.2f}x", ">= 3")
-    table.add_row("LRN fwd+bwd, ours (conv1 shape)", f"{lrn['ours_img_s']:,.0f}", f"{lrn['ours_over_torch']:.3f} of torch", "")
+    table.add_row("LRN fwd+bwd, ours (conv1 shape)", f"{lrn['ours_img_s']:,.0f}",
+                  f"{lrn['ours_over_torch']:.3f} of torch", "")
     table.add_row("LRN fwd+bwd, torch.nn.LocalResponseNorm", f"{lrn['torch_img_s']:,.0f}", "", "")
     for k in ("grouped", "two_convs", "dense"):
-        table.add_row(f"conv2 columns: {k}", f"{cols[k + '_img_s']:,.0f}", "fastest" if cols["fastest"] == k else "", "")
+        table.add_row(f"conv2 columns: {k}", f"{cols[k + '_img_s']:,.0f}",
+                      "fastest" if cols["fastest"] == k else "", "")
     console.print(table)
 
 

@@ -70,7 +70,8 @@ from each param group, which may override the defaults given to the constructor.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Optional
 
 import torch
 from torch.optim import Optimizer

@@ -45,7 +45,7 @@ def device_name(device: torch.device) -> str:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def environment(device: torch.device) -> dict:

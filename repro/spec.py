@@ -40,7 +40,8 @@ def layer_table(cfg: ModelConfig) -> tuple[list[LayerRow], dict]:
         model(torch.zeros(1, 3, cfg.input_size, cfg.input_size))
     for h in hooks:
         h.remove()
-    is_paper_net = cfg.name == "alexnet" and cfg.columns == 2 and cfg.num_classes == 1000 and cfg.input_size in (224, 227)
+    is_paper_net = (cfg.name == "alexnet" and cfg.columns == 2 and cfg.num_classes == 1000
+                    and cfg.input_size in (224, 227))
     rows = []
     for name, m in model.named_children():
         weighted = isinstance(m, WEIGHTED)

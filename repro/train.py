@@ -29,10 +29,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

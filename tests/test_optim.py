@@ -212,7 +212,7 @@ def test_matches_hand_written_paper_rule_with_scheduler(sched):
     hyper = [(0.9, 5e-3), (0.9, 0.0), (0.5, 0.05)]  # (momentum, weight decay) per group
     lr_seen = set()
 
-    for i in range(12):
+    for _ in range(12):
         # Hand-loop gradient at the hand-loop params.
         hw = [h.clone().requires_grad_(True) for h in hand]
         hl = ((x @ hw[0].T + hw[1] - y) ** 2).mean() + 0.5 * (hw[2] ** 2).sum()

@@ -36,7 +36,7 @@ from torch import nn
 from repro.config import ModelConfig
 from repro.errors import ConfigError
 from repro.layers import LocalResponseNorm
-from repro.models.common import LayerHP, PaperNet, activation, norm_switch, ColumnwiseLRN, Conv2dCeil
+from repro.models.common import ColumnwiseLRN, Conv2dCeil, LayerHP, PaperNet, activation, norm_switch
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ files set them per layer; the AlexNet paper sets them once for the whole net (§
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

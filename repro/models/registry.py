@@ -7,8 +7,9 @@ settings and schedule. `repro spec`, `repro train` and the ablation specs all st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -45,7 +46,8 @@ ENTRIES: dict[str, ModelEntry] = {
         ),
         ModelEntry(
             "alexnet-cifar", alexnet.build_alexnet_cifar,
-            "AlexNet's topology (5 conv + 3 FC, two columns, LRN, 3/2 pooling) sized for 24x24 CIFAR-10 crops on a CPU.",
+            "AlexNet's topology (5 conv + 3 FC, two columns, LRN, 3/2 pooling) sized for 24x24 CIFAR-10 crops"
+            " on a CPU.",
             {
                 "model.num_classes": 10, "model.input_size": 24, "data.dataset": "cifar10",
                 "data.flip": True,  # paper §4.1: random crops (24 of 32) and reflections
