@@ -99,6 +99,16 @@ def _param(t: torch.Tensor, device: torch.device, like: nn.Parameter) -> nn.Para
     return nn.Parameter(t.detach().to(device).clone(), requires_grad=like.requires_grad)
 
 
+def _take_rows(src: nn.Module, half: nn.Module, column: int, device: torch.device) -> nn.Module:
+    """Give `half` column `column`'s rows (output units) of `src`'s weight and bias, on `device`."""
+    out = half.weight.shape[0]
+    rows = slice(column * out, (column + 1) * out)
+    half.weight = _param(src.weight[rows], device, src.weight)
+    if src.bias is not None:
+        half.bias = _param(src.bias[rows], device, src.bias)
+    return half
+
+
 def _split_conv(conv: nn.Conv2d, column: int, device: torch.device) -> nn.Conv2d:
     """Column `column`'s half of `conv`'s kernels (output channels), as a dense conv on `device`.
 
@@ -109,22 +119,14 @@ def _split_conv(conv: nn.Conv2d, column: int, device: torch.device) -> nn.Conv2d
     half = type(conv)(in_ch, out, conv.kernel_size, stride=conv.stride, padding=conv.padding,
                       dilation=conv.dilation, groups=1, bias=conv.bias is not None,
                       padding_mode=conv.padding_mode, device="meta")
-    rows = slice(column * out, (column + 1) * out)
-    half.weight = _param(conv.weight[rows], device, conv.weight)
-    if conv.bias is not None:
-        half.bias = _param(conv.bias[rows], device, conv.bias)
-    return half
+    return _take_rows(conv, half, column, device)
 
 
 def _split_linear(fc: nn.Linear, column: int, device: torch.device) -> nn.Linear:
     """Column `column`'s half of `fc`'s units; it reads both columns' inputs (exchanged)."""
     out = fc.out_features // 2
     half = nn.Linear(fc.in_features, out, bias=fc.bias is not None, device="meta")
-    rows = slice(column * out, (column + 1) * out)
-    half.weight = _param(fc.weight[rows], device, fc.weight)
-    if fc.bias is not None:
-        half.bias = _param(fc.bias[rows], device, fc.bias)
-    return half
+    return _take_rows(fc, half, column, device)
 
 
 def _split_batchnorm(bn: nn.BatchNorm2d, column: int, device: torch.device) -> nn.BatchNorm2d:
