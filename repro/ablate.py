@@ -25,6 +25,10 @@ with it. The winning selection run is that arm's first-seed run.
 `results/<ablation>/manifest-<scale>.json` records which run directories make up the
 ablation at that scale (and what was chosen); `repro report` reads it and the run
 directories, and nothing else.
+
+Fan-out (repro.fanout): `--jobs N` trains N runs at once in worker processes that take the
+same locks; `--plan` prints one `repro ablate NAME ... --only RUN` command per pending run
+for a scheduler sharing the results directory; `--only` trains just the runs it names.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,12 +47,13 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from repro import report, spec_file
 from repro.config import RunConfig, _canonical_key
-from repro.errors import ConfigError, DataError, DivergedError
+from repro.errors import ConfigError, DataError, DivergedError, ReproError
 from repro.spec_file import AblationSpec
 
 Trainer = Callable[..., dict]
@@ -101,8 +107,11 @@ class Outcome:
     skipped: int = 0
     reused: int = 0
     diverged: int = 0
+    failed: int = 0  # --jobs: runs whose worker raised (other than DivergedError) or died
+    errors: list[str] = field(default_factory=list)  # --jobs: "label: message" per failed run
     report: Path | None = None
     plan: list[dict[str, Any]] = field(default_factory=list)  # dry run: one row per run
+    commands: list[str] = field(default_factory=list)  # --plan: one shell command per pending run
 
 
 # ----------------------------------------------------------------------------- scale and options
@@ -289,19 +298,19 @@ def _copy_run(src: Path, dest: Path) -> None:
 
 
 class _Progress:
-    """One bar over a whole ablation: runs done / total, the current run, and an ETA from the
+    """One bar over a whole ablation: runs done / total, the current run(s), and an ETA from the
     time this process has spent training (runs found done, or done by another process, do
-    not count towards the speed)."""
+    not count towards the speed). With --jobs, `key` tells the workers' runs apart and the
+    ETA divides by the `parallel` runs in flight."""
 
-    def __init__(self, name: str, total: int, quiet: bool, console: Console):
+    def __init__(self, name: str, total: int, quiet: bool, console: Console, parallel: int = 1):
         self.quiet = quiet
         self.done = 0  # runs in a terminal state
         self.total = total
-        self.work_seconds = 0.0  # time spent inside the trainer
+        self.parallel = max(1, parallel)
+        self.work_seconds = 0.0  # time spent inside the trainer (summed over runs in flight)
         self.work_units = 0.0  # runs' worth of steps trained in that time
-        self._run_start: float | None = None
-        self._first_frac: float | None = None
-        self._frac = 0.0
+        self._live: dict[Any, list] = {}  # key -> [label, start, first fraction, fraction]
         self.bar = Progress(
             TextColumn("[bold]{task.fields[name]}"), BarColumn(), TaskProgressColumn(),
             TextColumn("runs {task.fields[done]}/{task.fields[runs]}"), TimeElapsedColumn(),
@@ -317,31 +326,42 @@ class _Progress:
     def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)
 
-    def start(self, label: str) -> None:
-        self._run_start, self._first_frac, self._frac = time.monotonic(), None, 0.0
-        self.bar.update(self.task, description=label)
+    def _description(self) -> str:
+        return ", ".join(escape(r[0]) for r in self._live.values())
 
-    def step(self, steps_done: int, steps_total: int) -> None:
-        self._frac = min(1.0, steps_done / steps_total) if steps_total else 0.0
-        if self._first_frac is None:  # a resumed run starts part-way: that part took no time here
-            self._first_frac = self._frac - (1.0 / steps_total if steps_total else 0.0)
-        self.bar.update(self.task, completed=self.done + self._frac, eta=self.eta())
+    def _fractions(self) -> float:
+        return sum(r[3] for r in self._live.values())
+
+    def start(self, label: str, key: Any = None) -> None:
+        self._live[key] = [label, time.monotonic(), None, 0.0]
+        self.bar.update(self.task, description=self._description())
+
+    def step(self, steps_done: int, steps_total: int, key: Any = None) -> None:
+        r = self._live.get(key)
+        if r is None:
+            return
+        r[3] = min(1.0, steps_done / steps_total) if steps_total else 0.0
+        if r[2] is None:  # a resumed run starts part-way: that part took no time here
+            r[2] = r[3] - (1.0 / steps_total if steps_total else 0.0)
+        self.bar.update(self.task, completed=self.done + self._fractions(), eta=self.eta())
 
     def eta(self) -> str:
-        units = self.work_units + self._frac - (self._first_frac or 0.0)
-        seconds = self.work_seconds + (time.monotonic() - self._run_start if self._run_start else 0.0)
+        now = time.monotonic()
+        units = self.work_units + sum(r[3] - (r[2] or 0.0) for r in self._live.values())
+        seconds = self.work_seconds + sum(now - r[1] for r in self._live.values())
         if units <= 0.02 or seconds <= 0:
             return "?"
-        left = (self.total - self.done - self._frac) * seconds / units
-        return _duration(left)
+        left = self.total - self.done - self._fractions()
+        return _duration(left * seconds / units / min(self.parallel, max(1.0, left)))
 
-    def finish(self, label: str, what: str, trained: bool = False) -> None:
-        if trained and self._run_start is not None:
-            self.work_seconds += time.monotonic() - self._run_start
-            self.work_units += 1.0 - max(0.0, self._first_frac or 0.0)
-        self._run_start, self._frac = None, 0.0
+    def finish(self, label: str, what: str, trained: bool = False, key: Any = None) -> None:
+        r = self._live.pop(key, None)
+        if trained and r is not None:
+            self.work_seconds += time.monotonic() - r[1]
+            self.work_units += 1.0 - max(0.0, r[2] or 0.0)
         self.done += 1
-        self.bar.update(self.task, completed=self.done, done=self.done, description="", eta=self.eta())
+        self.bar.update(self.task, completed=self.done + self._fractions(), done=self.done,
+                        description=self._description(), eta=self.eta())
         if not self.quiet and what:
             self.bar.console.print(f"  {label}: {what}", highlight=False, soft_wrap=True)
 
@@ -475,9 +495,14 @@ def _print_plan(console: Console, rows: list[dict[str, Any]], title: str) -> Non
 def ablate_one(
     spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any], results: Path,
     reports: Path, *, dry_run: bool = False, quiet: bool = False, trainer: Trainer | None = None,
-    console: Console | None = None, write_reports: bool = True,
+    console: Console | None = None, write_reports: bool = True, pool: Any = None,
+    only: Sequence[str] | None = None,
 ) -> Outcome:
-    """Expand one spec at one scale, train what is missing, write its report."""
+    """Expand one spec at one scale, train what is missing, write its report.
+
+    pool: a repro.fanout.Pool (--jobs N) to train on. only: train just these runs
+    (repro.fanout.only_runs selectors), update the manifest, and leave the report to `repro report`.
+    """
     console = console or Console()
     total = total_runs(spec, scale, seeds)
     out = Outcome(spec.name, scale, total)
@@ -492,25 +517,65 @@ def ablate_one(
         return out
     if trainer is None:
         from repro.train import run as trainer
+    if only is not None:
+        return _ablate_only(spec, scale, seeds, overrides, results, only, out, quiet, trainer, console, pool)
     manifest = report.manifest_path(results, spec.name, scale)
-    with _Progress(spec.name, total, quiet, console) as progress:
+    with _Progress(spec.name, total, quiet, console, parallel=pool.jobs if pool else 1) as progress:
         runner = _Runner(results, trainer, progress, out)
         chosen = None
-        if sel:
+        if pool is not None:
+            from repro import fanout
+
+            fanout.run_stages(pool, spec, scale, seeds, overrides, results, progress, out)
+        elif sel:
             write_json(manifest, _manifest(spec, scale, seeds, overrides, sel, [], None))
             runner.execute(sel)
             chosen = choose(spec, sel, results)
             for arm, v in chosen.items():
                 note = "every value diverged or is unfinished" if v is None else f"{v:g}"
                 progress.note(f"  {spec.name}/{arm}: {spec.selection.key} = {note}")
-        main = main_runs(spec, scale, seeds, overrides, chosen)
-        write_json(manifest, _manifest(spec, scale, seeds, overrides, sel, main, chosen))
-        runner.execute(main)
+        if pool is None:
+            main = main_runs(spec, scale, seeds, overrides, chosen)
+            write_json(manifest, _manifest(spec, scale, seeds, overrides, sel, main, chosen))
+            runner.execute(main)
+    _raise_failed(out)
     if write_reports:
         out.report = report.write_report(spec, results, reports, scale=scale)
         # the one-line result, also under --quiet (which hides only the progress view)
         console.print(f"{spec.name}: {out.trained} trained, {out.skipped} already done, {out.reused} copied, "
                       f"{out.diverged} diverged; report: {out.report}", highlight=False, soft_wrap=True)
+    return out
+
+
+def _raise_failed(out: Outcome) -> None:
+    """--jobs: runs whose worker raised end the ablation with one line (after every other run)."""
+    if out.failed:
+        more = f" (and {out.failed - 1} more)" if out.failed > 1 else ""
+        raise ReproError(f"{out.name}: {out.failed} run(s) failed: {out.errors[0]}{more}; the other runs are "
+                         "recorded; rerun to retry the failed ones")
+
+
+def _ablate_only(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any], results: Path,
+                 only: Sequence[str], out: Outcome, quiet: bool, trainer: Trainer, console: Console,
+                 pool: Any) -> Outcome:
+    """--only: the named runs (waiting for one locked elsewhere), then the manifest; no report."""
+    from repro import fanout
+
+    runs = fanout.only_runs(spec, scale, seeds, overrides, results, only)
+    out.total = len(runs)
+    with _Progress(spec.name, len(runs), quiet, console, parallel=pool.jobs if pool else 1) as progress:
+        if pool is not None:
+            pool.execute(runs, progress, out)
+        else:
+            _Runner(results, trainer, progress, out).execute(runs)
+    fanout.update_manifest(spec, scale, seeds, overrides, results)
+    _raise_failed(out)
+    shipped = (spec_file.ABLATIONS_DIR / f"{spec.name}.toml").is_file() and spec.path.endswith(f"{spec.name}.toml")
+    where = "" if str(results) == "results" else f" --results {results}"
+    console.print(f"{spec.name}: {out.trained} trained, {out.skipped} already done, {out.reused} copied, "
+                  f"{out.diverged} diverged (of {len(runs)} named by --only); once every run is done: "
+                  f"repro report {spec.name if shipped else spec.path} --scale {scale}{where}",
+                  highlight=False, soft_wrap=True)
     return out
 
 
@@ -530,33 +595,85 @@ def run_ablation(
     download: bool = False,
     trainer: Trainer | None = None,
     console: Console | None = None,
+    jobs: int = 1,
+    plan: bool = False,
+    only: Sequence[str] | None = None,
+    stream: Any = None,
 ) -> list[Outcome]:
     """`repro ablate NAME|all`: run (or with dry_run, list) one ablation or all of them.
 
     scale None: 'cifar' when CIFAR-10 is found, else a ConfigError saying how to get it.
     seeds None: the scale's own count; otherwise seeds 0..seeds-1.
+    jobs N > 1: N runs at once in worker processes (repro.fanout). plan: print one shell
+    command per pending run to `stream` (default stdout), train nothing. only: train just
+    these runs of one ablation (`ARM/SEED`, `ARM/KEY-VALUE/SEED`, optionally `-HASH`).
     """
     if scale is not None and scale not in spec_file.SCALES:
         raise ConfigError(f"--scale {scale}: choose {', '.join(spec_file.SCALES)}")
     if seeds is not None and seeds < 1:
         raise ConfigError(f"--seeds {seeds}: must be at least 1")
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: must be at least 1")
+    if plan and (dry_run or only):
+        raise ConfigError("--plan lists every pending run: it does not combine with --dry-run or --only")
+    if only is not None and (name_or_all == "all" or not only):
+        raise ConfigError("--only names runs of one ablation (e.g. `repro ablate lrn --only on/0`), not of `all`"
+                          if only else "--only: name at least one run")
     data_dir = None if data_dir is None else str(data_dir)
     if scale is None:
         if download:
             _check_data("cifar", data_dir, download)
         scale = default_scale(data_dir)
-    elif not dry_run:
+    elif not (dry_run or plan):
         _check_data(scale, data_dir, download)
     specs = [spec_file.load(n) for n in spec_file.names()] if name_or_all == "all" else [spec_file.load(name_or_all)]
     results, reports = Path(results_dir), Path(reports_dir)
     console = console or Console()
+    if plan:
+        return _plan(specs, name_or_all, scale, seeds, epochs, data_dir, device, results_dir, reports_dir,
+                     overrides, stream)
     outcomes = []
+    pool = None
+    if jobs > 1 and not dry_run:
+        from repro import fanout
+
+        if trainer is None:
+            from repro.train import run as trainer
+        pool = fanout.Pool(jobs, results, trainer)
+    with pool if pool is not None else nullcontext():
+        for spec in specs:
+            ov = run_overrides(spec, epochs, data_dir, device, overrides)
+            n = seeds if seeds is not None else spec.scales[scale].seeds
+            outcomes.append(ablate_one(spec, scale, list(range(n)), ov, results, reports, dry_run=dry_run,
+                                       quiet=quiet, trainer=trainer, console=console, pool=pool, only=only))
+    if not dry_run and only is None:
+        report.write_scorecard(reports)
+    return outcomes
+
+
+def _plan(specs: Sequence[AblationSpec], name_or_all: str, scale: str, seeds: int | None, epochs: int | None,
+          data_dir: str | None, device: str | None, results_dir: str | os.PathLike, reports_dir: str | os.PathLike,
+          overrides: Mapping[str, Any] | None, stream: Any) -> list[Outcome]:
+    """--plan: every spec's commands (lines 1..K), then the comments, then `repro report`."""
+    import shlex
+    import sys
+
+    from repro import fanout
+
+    options = fanout.cli_options(scale, seeds, epochs, data_dir, device, results_dir, overrides)
+    outcomes, commands, comments = [], [], []
     for spec in specs:
         ov = run_overrides(spec, epochs, data_dir, device, overrides)
         n = seeds if seeds is not None else spec.scales[scale].seeds
-        outcomes.append(ablate_one(spec, scale, list(range(n)), ov, results, reports, dry_run=dry_run,
-                                   quiet=quiet, trainer=trainer, console=console))
-    if not dry_run:
-        report.write_scorecard(reports)
+        name_arg = spec.name if name_or_all == "all" else name_or_all
+        cmds, notes = fanout.plan(spec, name_arg, scale, list(range(n)), ov, Path(results_dir), options)
+        out = Outcome(spec.name, scale, total_runs(spec, scale, list(range(n))), commands=cmds)
+        outcomes.append(out)
+        commands += cmds
+        comments += notes
+    where = [] if str(results_dir) == "results" else ["--results", str(results_dir)]
+    where += [] if str(reports_dir) == "reports" else ["--reports", str(reports_dir)]
+    report_cmd = shlex.join(["repro", "report", name_or_all, "--scale", scale, *where])
+    fanout.print_plan(commands, comments, report_cmd, stream or sys.stdout)
     return outcomes
 

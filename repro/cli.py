@@ -110,15 +110,35 @@ def ablate(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and their state; train nothing.")] = False,
     set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress view.")] = False,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", help="Train N runs at once, in N worker processes that share the run locks (so they also "
+        "compose with other `repro ablate` processes): one per CUDA device when there are several, else the CPU "
+        "threads divided among them (runtime.threads = cpus // N unless --set). Selection grids still finish "
+        "before their arm's main seeds.")] = 1,
+    plan: Annotated[bool, typer.Option(
+        "--plan", help="Train nothing; print one shell command per pending run (`repro ablate NAME ... --only "
+        "RUN`), then `#` comments, for a scheduler sharing this results directory (e.g. a SLURM array). "
+        "Main seeds waiting for a selection grid appear in a later --plan.")] = False,
+    only: Annotated[Optional[list[str]], typer.Option(
+        "--only", help="Train only this run: ARM/SEED, or ARM/lr-VALUE/SEED for a selection run, optionally "
+        "ending -HASH (checked), as --plan prints. Repeatable. Updates the manifest; no report.")] = None,
 ) -> None:
     """Run an ablation: arms x seeds, each a run directory; finished runs are skipped, interrupted ones
-    resume; then write its report."""
+    resume; then write its report.
+
+    \b
+    Fan-out:
+      repro ablate lrn --scale cifar --jobs 2             two runs at a time here
+      repro ablate lrn --scale cifar --plan > jobs.txt    one command per pending run
+      sbatch --array=1-K --wrap 'sed -n "${SLURM_ARRAY_TASK_ID}p" jobs.txt | bash'
+      repro report lrn --scale cifar                      once every run is done
+    """
     from repro.ablate import run_ablation
     from repro.config import parse_sets
 
     run_ablation(name, scale=scale, seeds=seeds, epochs=epochs, data_dir=data_dir, device=device,
                  results_dir=results, reports_dir=reports, dry_run=dry_run, overrides=parse_sets(set_),
-                 quiet=quiet, download=download, console=console)
+                 quiet=quiet, download=download, console=console, jobs=jobs, plan=plan, only=only)
 
 
 @app.command()
