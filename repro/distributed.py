@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from repro.errors import ConfigError
+
 
 def active() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -44,7 +46,9 @@ def init_from_env(device_name: str = "auto") -> None:
     """Join the process group torchrun describes; a no-op in a plain single process."""
     if active() or not launched_by_torchrun():
         return
-    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda") or device_name.startswith("cuda")
+    if device_name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device_name!r} requested but CUDA is not available here")
+    use_cuda = torch.cuda.is_available() and (device_name == "auto" or device_name.startswith("cuda"))
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")

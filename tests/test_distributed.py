@@ -188,3 +188,18 @@ def test_repro_train_nproc_2_under_torchrun(tmp_path):
     assert len(rows) == 1 and json.loads(rows[0])["images"] == 256
     assert json.loads((out / "summary.json").read_text())["status"] == "finished"
     assert proc.stdout.count("finished:") == 1  # one report, from rank 0
+
+
+def test_torchrun_with_cuda_device_but_no_cuda_is_a_config_error(monkeypatch):
+    """Under torchrun, `--device cuda:N` on a machine without CUDA is a one-line error, not a traceback."""
+    import torch
+
+    from repro import distributed
+    from repro.errors import ConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed, "active", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        distributed.init_from_env("cuda:1")
