@@ -21,7 +21,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -272,7 +271,3 @@ def from_dict(d: Mapping[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from `to_dict()` output (e.g. a run directory's config.json)."""
     return apply(RunConfig(), {k: v for k, v in flatten(d).items()})
 
-
-def is_optional(cls: type, name: str) -> bool:
-    hint = _hints(cls)[name]
-    return isinstance(hint, types.UnionType) or type(None) in typing.get_args(hint)

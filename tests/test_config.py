@@ -19,16 +19,11 @@ from repro.config import (
     CHOICES,
     SECTIONS,
     TOP_LEVEL,
-    DataConfig,
-    ModelConfig,
-    OptimConfig,
     RunConfig,
-    RuntimeConfig,
     all_keys,
     apply,
     flatten,
     from_dict,
-    is_optional,
     make_config,
     parse_sets,
 )
@@ -165,12 +160,6 @@ def test_choices_match_the_modules_that_use_them():
     assert CHOICES["model.activation"] == ("relu", "tanh")
     assert CHOICES["model.norm"] == ("lrn", "none", "batchnorm")
     assert CHOICES["model.pooling"] == ("overlapping", "non-overlapping")
-
-
-def test_is_optional():
-    assert is_optional(ModelConfig, "bias_init") and is_optional(OptimConfig, "weight_decay")
-    assert is_optional(DataConfig, "data_dir") and is_optional(RuntimeConfig, "threads")
-    assert not is_optional(ModelConfig, "columns") and not is_optional(OptimConfig, "milestones")
 
 
 # --------------------------------------------------------------------------- parse_sets

@@ -191,7 +191,7 @@ def build_alexnet(cfg: ModelConfig, widths: Widths = PAPER_WIDTHS) -> PaperNet:
     both = "both" if g == 2 else ""
     role = {"conv1": both, "conv2": per_column, "conv3": both, "conv4": per_column, "conv5": per_column,
             "fc6": both, "fc7": both, "fc8": both}
-    return PaperNet(layers, _init(cfg, init_gains(widths, cfg)), columns=g, column_role=role, default_weight_decay=5e-4)
+    return PaperNet(layers, _init(cfg, init_gains(widths, cfg)), columns=g, column_role=role)
 
 
 def build_alexnet_cifar(cfg: ModelConfig) -> PaperNet:

@@ -102,7 +102,7 @@ class PaperNet(nn.Sequential):
     """
 
     def __init__(self, layers: list[tuple[str, nn.Module | None]], hparams: dict[str, LayerHP],
-                 columns: int = 1, column_role: dict[str, str] | None = None, default_weight_decay: float = 0.0):
+                 columns: int = 1, column_role: dict[str, str] | None = None):
         super().__init__()
         for name, module in layers:
             if module is not None:
@@ -110,7 +110,6 @@ class PaperNet(nn.Sequential):
         self.hparams = hparams
         self.columns = columns
         self.column_role = column_role or {}
-        self.default_weight_decay = default_weight_decay
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
