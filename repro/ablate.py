@@ -33,7 +33,6 @@ for a scheduler sharing the results directory; `--only` trains just the runs it 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -51,7 +50,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from repro import report, spec_file
+from repro import files, report, spec_file
 from repro.config import RunConfig, _canonical_key
 from repro.errors import ConfigError, DataError, DivergedError, ReproError
 from repro.spec_file import AblationSpec
@@ -266,11 +265,8 @@ def _locked(run_dir: Path) -> bool:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically: a temporary file beside it, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """A manifest or record, atomically; values JSON has no type for are written as strings."""
+    files.write_json(path, obj, default=str)
 
 
 def _find_identical(results: Path, run: Run) -> Path | None:

@@ -39,6 +39,7 @@ import pandas as pd
 from repro import config as rc
 from repro import spec_file
 from repro.errors import ReproError
+from repro.files import write_text
 from repro.spec_file import AblationSpec, Claim
 
 DONE = ("finished", "target-reached")
@@ -325,12 +326,6 @@ def _arm_values(runs: pd.DataFrame, arm: str, metric: str) -> tuple[list[float],
 # ----------------------------------------------------------------------------- writing
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _fmt_value(metric: str, vals: list[float], censored: bool) -> str:
     if not vals:
         return "—"
@@ -486,11 +481,11 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     lines += _curves_section(spec, sc, results, reports, runs)
     csv = reports / f"{spec.name}.csv"
     table = _csv_table(runs)
-    _atomic_text(csv, table.to_csv(index=False))
+    write_text(csv, table.to_csv(index=False))
     lines += ["## Runs", "", f"Every run (also in [{csv.name}]({csv.name})); errors in %.", "",
               _md_table(_runs_md(table)), ""]
     md = reports / f"{spec.name}.md"
-    _atomic_text(md, "\n".join(lines))
+    write_text(md, "\n".join(lines))
     side = {  # what the scorecard reads
         "kind": REPORT_KIND, "ablation": spec.name, "title": spec.title, "scale": sc, "synthetic": synthetic,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -500,7 +495,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
                     "verdict": r["verdict"], "source": r["claim"].source}
                    for r in rows if r["claim"] is not None],
     }
-    _atomic_text(reports / f"{spec.name}.json", json.dumps(side, indent=2) + "\n")
+    write_text(reports / f"{spec.name}.json", json.dumps(side, indent=2) + "\n")
     return md
 
 
@@ -686,5 +681,5 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
               "folder (`repro report all` rebuilds them from stored runs).", ""]
     lines += [_md_table(pd.DataFrame(rows)) if rows else "No reports yet: run `repro ablate NAME`.", ""]
     path = reports / "README.md"
-    _atomic_text(path, "\n".join(lines))
+    write_text(path, "\n".join(lines))
     return path

@@ -42,6 +42,7 @@ from repro import distributed, placement, provenance
 from repro.config import RunConfig
 from repro.data import Dataset, Loader, load_dataset
 from repro.errors import ConfigError, DivergedError
+from repro.files import write_json, write_text
 from repro.models import build
 from repro.optim import PaperSGD
 
@@ -72,17 +73,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def write_json(path: Path, obj: object) -> None:
-    """Atomic: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
 def write_metrics(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    """metrics.jsonl: one JSON row per epoch, rewritten whole (and atomically) each epoch."""
+    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def read_summary(out: Path) -> dict | None:
