@@ -63,12 +63,13 @@ class DataConfig:
     dataset: str = "cifar10"
     data_dir: str | None = None  # not part of a run's identity
     subset: int | None = None  # use only the first N training images
-    holdout: int = 0  # last N training images held out as the validation set; 0: validate on test
+    holdout: int = 0  # training images held out for everything adaptive (repro.data); 0: none, nothing adapts
+    train_eval: int = 5000  # the fixed training slice evaluated in eval mode (the training error the paper plots)
     image_size: int | None = None  # stored size before cropping (ImageNet: 256); None: the data's own
     crop: int | None = None  # random training crop (paper: 224 of 256); None: the whole image
     flip: bool = False  # paper §4.1: horizontal reflections
     pca_noise: float = 0.0  # paper §4.1: std of the PCA colour alphas (0.1)
-    test_views: int = 1  # 1: centre crop; 10: four corners + centre and their flips (paper §4.1)
+    test_views: int = 1  # the headline test error's views: 1 centre crop; 10 four corners + centre, flipped (paper §4.1)
     synthetic_train: int = 2048  # synthetic data only: images per split
     synthetic_test: int = 512
     synthetic_classes: int | None = None  # None: the model's num_classes

@@ -205,7 +205,7 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     workers = min(8, os.cpu_count() or 1)  # used by folder datasets only; in-memory data needs none
     train_loader = Loader(ds, "train", per_rank, device, train=True, cfg=data_cfg, seed=cfg.seed, shard=(rank, world),
                           workers=workers)
-    val_loader = Loader(ds, "val", max(per_rank, 256), device, train=False, cfg=data_cfg, seed=cfg.seed,
+    val_loader = Loader(ds, "holdout" if ds.holdout is not None else "test", max(per_rank, 256), device, train=False, cfg=data_cfg, seed=cfg.seed,
                         shard=(rank, world))
 
     model = build(cfg.model)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from repro.config import DataConfig
-from repro.data import Dataset, Loader, Split, load_dataset
+from repro.data import Dataset, Loader, Split, load_dataset, selection_order
 from repro.data.augment import _reference_crop_flip, center_crop, rgb_pca
 from repro.data.synthetic import make_synthetic
 from repro.errors import ConfigError, DataError
@@ -22,7 +22,7 @@ def indexed_dataset(n: int = 60, size: int = 8, seed: int = 0) -> Dataset:
     eigvals, eigvecs = rgb_pca(images)
     mean = images.double().mean(0).float()
     split = Split(images, labels)
-    return Dataset("synthetic", n, split, split, split, mean, eigvals, eigvecs, {})
+    return Dataset("synthetic", n, split, split, split, split, mean, eigvals, eigvecs, {})
 
 
 def batches(loader: Loader, epoch: int, **kw) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -158,7 +158,7 @@ def test_eval_views():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"split": "holdout"},
+        {"split": "val"},
         {"batch_size": 0},
         {"shard": (2, 2)},
         {"cfg": DataConfig(dataset="synthetic", crop=9)},
@@ -196,9 +196,10 @@ def test_load_synthetic_dataset_and_identity():
     ds = load_dataset(synthetic_cfg(image_size=12, crop=10), num_classes=5, input_size=10)
     assert ds.name == "synthetic" and ds.num_classes == 5
     assert ds.identity["synthetic"] is True and ds.identity["source"] == "generated"
-    assert (ds.identity["train_size"], ds.identity["val_size"], ds.identity["test_size"]) == (200, 50, 50)
+    assert (ds.identity["train_size"], ds.identity["holdout_size"], ds.identity["test_size"]) == (200, 0, 50)
+    assert ds.identity["train_eval_size"] == 200  # data.train_eval=5000 caps at the training split
     assert ds.train.images.shape == (200, 3, 12, 12) and ds.train.images.dtype == torch.uint8
-    assert ds.val is ds.test
+    assert ds.holdout is None  # no holdout: nothing may adapt, and the test split is never a stand-in
     assert ds.mean.shape == (3, 12, 12) and ds.mean.dtype == torch.float32
     assert ds.eigvals.shape == (3,) and ds.eigvecs.shape == (3, 3)
     again = load_dataset(synthetic_cfg(image_size=12, crop=10), num_classes=5, input_size=10)
@@ -211,16 +212,26 @@ def test_load_synthetic_dataset_and_identity():
     assert small.train.images.shape[-1] == 9 and set(small.train.labels.tolist()) == {0, 1, 2, 3}
 
 
-def test_subset_and_holdout():
+def test_holdout_is_a_fixed_shuffled_slice_and_subset_cuts_the_rest():
     full = load_dataset(synthetic_cfg(image_size=8), 3, 8)
-    ds = load_dataset(synthetic_cfg(image_size=8, subset=120, holdout=20), 3, 8)
-    assert torch.equal(ds.train.images, full.train.images[:100])  # first subset, minus the holdout
-    assert torch.equal(ds.val.images, full.train.images[100:120])  # the last `holdout` of the subset
-    assert torch.equal(ds.val.labels, full.train.labels[100:120])
+    ds = load_dataset(synthetic_cfg(image_size=8, subset=100, holdout=20, train_eval=30), 3, 8)
+    order = selection_order(200)
+    hold = order[:20].sort().values
+    rest = order[20:].sort().values[:100]
+    assert torch.equal(ds.holdout.images, full.train.images[hold])  # protocol §1: a fixed shuffled order
+    assert torch.equal(ds.holdout.labels, full.train.labels[hold])
+    assert torch.equal(ds.train.images, full.train.images[rest])  # the rest in file order, then the subset
+    assert torch.equal(ds.train_eval.images, ds.train.images[:30])  # eval-mode slice of the training split
     assert torch.equal(ds.test.images, full.test.images)
-    torch.testing.assert_close(ds.mean, full.train.images[:100].double().mean(0).float())  # train only
-    assert (ds.identity["train_size"], ds.identity["val_size"]) == (100, 20)
+    assert not set(hold.tolist()) & set(rest.tolist())
+    torch.testing.assert_close(ds.mean, full.train.images[rest].double().mean(0).float())  # train only
+    assert (ds.identity["train_size"], ds.identity["holdout_size"], ds.identity["train_eval_size"]) == (100, 20, 30)
     assert ds.identity["sha256"] != full.identity["sha256"]
+    # the holdout does not depend on the subset: a lesson learnt on one subset is judged on the same images
+    other = load_dataset(synthetic_cfg(image_size=8, subset=50, holdout=20), 3, 8)
+    assert torch.equal(other.holdout.images, ds.holdout.images)
+    with pytest.raises(ConfigError, match="no holdout split"):
+        Loader(full, "holdout", 4, "cpu", False, synthetic_cfg(image_size=8), 0)
 
 
 @pytest.mark.parametrize(
@@ -230,6 +241,8 @@ def test_subset_and_holdout():
         ({"subset": 500}, 3, 8, "subset"),
         ({"holdout": 200}, 3, 8, "holdout"),
         ({"holdout": -1}, 3, 8, "holdout"),
+        ({"holdout": 20, "subset": 190}, 3, 8, "subset"),
+        ({"train_eval": 0}, 3, 8, "train_eval"),
         ({"crop": 9}, 3, 8, "crop"),
         ({"test_views": 5}, 3, 8, "test_views"),
         ({"image_size": 8}, 3, 10, "input_size"),

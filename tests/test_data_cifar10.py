@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from repro.config import DataConfig
-from repro.data import Loader, cifar10, load_dataset
+from repro.data import Loader, cifar10, load_dataset, selection_order
 from repro.data.cifar10 import FOLDER, TEST_FILE, TRAIN_FILES, find_root, load_batch, load_cifar10
 from repro.errors import DataError
 
@@ -214,15 +214,18 @@ def test_real_cifar10(cifar10_root):
 @pytest.mark.data
 def test_real_cifar10_subset_holdout_and_loader(cifar10_root, monkeypatch):
     monkeypatch.setenv("REPRO_DATA", str(cifar10_root))  # found through the environment
-    cfg = DataConfig(dataset="cifar10", subset=1000, holdout=200, crop=24, flip=True, pca_noise=0.1, test_views=10)
+    cfg = DataConfig(dataset="cifar10", subset=800, holdout=200, crop=24, flip=True, pca_noise=0.1, test_views=10)
     ds = load_dataset(cfg, num_classes=10, input_size=24)
     tx, ty, ex, _ = load_cifar10(find_root(cifar10_root))
-    assert torch.equal(ds.train.images, tx[:800]) and torch.equal(ds.val.images, tx[800:1000])
-    assert torch.equal(ds.val.labels, ty[800:1000]) and torch.equal(ds.test.images, ex)
-    torch.testing.assert_close(ds.mean, tx[:800].double().mean(0).float())
+    order = selection_order(50000)
+    hold, train = order[:200].sort().values, order[200:].sort().values[:800]
+    assert torch.equal(ds.train.images, tx[train]) and torch.equal(ds.holdout.images, tx[hold])
+    assert torch.equal(ds.holdout.labels, ty[hold]) and torch.equal(ds.test.images, ex)
+    assert len(set(ty[hold].tolist())) == 10  # a shuffled holdout: every class, not one batch's tail
+    torch.testing.assert_close(ds.mean, tx[train].double().mean(0).float())
     assert ds.identity["synthetic"] is False and ds.identity["train_size"] == 800
     assert ds.eigvals[0] > ds.eigvals[1] > ds.eigvals[2] > 0
     x, y = next(iter(Loader(ds, "train", 128, "cpu", True, cfg, seed=0).epoch(0)))
     assert x.shape == (128, 3, 24, 24) and abs(x.mean().item()) < 10  # mean-subtracted, 0..255 scale
-    x, y = next(iter(Loader(ds, "val", 50, "cpu", False, cfg, seed=0).epoch(0)))
-    assert x.shape == (10, 50, 3, 24, 24) and torch.equal(y, ty[800:850])
+    x, y = next(iter(Loader(ds, "holdout", 50, "cpu", False, cfg, seed=0).epoch(0)))
+    assert x.shape == (10, 50, 3, 24, 24) and torch.equal(y, ty[hold[:50]])

@@ -59,11 +59,10 @@ def test_layouts_labels_and_preprocessing(tmp_path, layout):
     truth = imagenet_tree(tmp_path, layout)
     ds = load_dataset(cfg(tmp_path), num_classes=3, input_size=12)
     assert ds.name == "folder" and ds.identity["synthetic"] is False
-    assert (len(ds.train), len(ds.val), len(ds.test)) == (12, 6, 6)
-    assert ds.test is ds.val  # no labelled test/ tree
+    assert (len(ds.train), ds.holdout, len(ds.test)) == (12, None, 6)  # no labelled test/ tree: val/ is the test
     assert ds.train.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
-    val_order = sorted(range(6), key=lambda i: ds.val.files[i])
-    got = [int(ds.val.labels[i]) for i in val_order]
+    val_order = sorted(range(6), key=lambda i: ds.test.files[i])
+    got = [int(ds.test.labels[i]) for i in val_order]
     want = truth if layout != "folders" else sorted(truth, key=lambda c: WNIDS[c])  # class folders list by class
     assert got == want
     img, label = ds.train[5]
@@ -126,11 +125,11 @@ def test_stats_fall_back_to_the_user_cache(tmp_path, monkeypatch, isolated_cache
 
 def test_subset_and_holdout_from_a_fixed_shuffle(tmp_path):
     imagenet_tree(tmp_path, per_class=6)
-    ds = load_dataset(cfg(tmp_path, subset=12, holdout=3), 3, 12)
-    assert (len(ds.train), len(ds.val), len(ds.test)) == (9, 3, 6)
-    assert not set(ds.train.files) & set(ds.val.files)
-    again = load_dataset(cfg(tmp_path, subset=12, holdout=3), 3, 12)
-    assert again.train.files == ds.train.files and again.val.files == ds.val.files
+    ds = load_dataset(cfg(tmp_path, subset=9, holdout=3), 3, 12)
+    assert (len(ds.train), len(ds.holdout), len(ds.test)) == (9, 3, 6)
+    assert not set(ds.train.files) & set(ds.holdout.files)
+    again = load_dataset(cfg(tmp_path, subset=9, holdout=3), 3, 12)
+    assert again.train.files == ds.train.files and again.holdout.files == ds.holdout.files
     assert len(set(ds.train.labels.tolist())) > 1  # not the first class only
     assert len(list(tmp_path.glob("repro-stats-16-9of18-*.pt"))) == 1
 
@@ -144,8 +143,8 @@ def test_loader_over_folders_is_deterministic(tmp_path):
     assert [len(y) for _, y in a] == [5, 5, 2]
     assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b, strict=True))
     assert a[0][0].shape == (5, 3, 12, 12) and a[0][0].dtype == torch.float32
-    x, y = next(iter(Loader(ds, "val", 4, "cpu", False, c, seed=1).epoch(0)))
-    assert x.shape == (10, 4, 3, 12, 12) and torch.equal(y, ds.val.labels[:4])
+    x, y = next(iter(Loader(ds, "test", 4, "cpu", False, c, seed=1).epoch(0)))
+    assert x.shape == (10, 4, 3, 12, 12) and torch.equal(y, ds.test.labels[:4])
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -174,7 +173,7 @@ def test_meta_mat_maps_devkit_ids_to_wnids(tmp_path):
     ids = [devkit_order.index(WNIDS[c]) + 1 for c in truth]
     (tmp_path / "devkit" / folders.GROUND_TRUTH).write_text("".join(f"{k}\n" for k in ids))
     ds = load_dataset(cfg(tmp_path), 3, 12)
-    assert ds.val.labels.tolist() == truth
+    assert ds.test.labels.tolist() == truth
 
 
 @pytest.mark.parametrize(

@@ -126,7 +126,7 @@ def test_run_directory_contents(tmp_path):
 
     ds = json.loads((tmp_path / "dataset.json").read_text())
     assert ds["synthetic"] is True and ds["name"] == "synthetic"
-    assert (ds["train_size"], ds["val_size"], ds["test_size"]) == (192, 64, 32)
+    assert (ds["train_size"], ds["holdout_size"], ds["test_size"]) == (192, 64, 32)
 
     r = rows(tmp_path)
     assert [x["epoch"] for x in r] == [1, 2]

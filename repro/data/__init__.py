@@ -8,16 +8,24 @@ tuned to this scale.
 
 Datasets (`load_dataset(cfg, num_classes, input_size)`):
 
-* `cifar10`: `repro.data.cifar10` (safe unpickling, validated files). `subset` N keeps
-  the first N training images; `holdout` N moves the last N of those to the validation
-  split (cuda-convnet validates on batch 5, the last 10000). Without holdout the
-  validation split is the test split.
+* `cifar10`: `repro.data.cifar10` (safe unpickling, validated files).
 * `synthetic`: `repro.data.synthetic`, generated (never a real result).
 * `imagenet` / `folder`: `repro.data.folders` (paper §2 preprocessing to image_size,
-  256 by default). Same subset/holdout semantics, over a fixed shuffle of the file list.
+  256 by default); their labelled `val/` folder is the test split.
+
+Four splits, each with one job (`../shared/reference/protocol.md` §1):
+
+* `holdout`: `holdout` N images taken from the training set, the first N of one fixed
+  shuffled order of its images (`selection_order`: the same for every run, seed and
+  subset). Everything adaptive reads it: the plateau schedule, lr selection, best epochs.
+  None when `holdout` is 0 (then nothing may adapt: `repro.config` refuses it).
+* `train`: the other training images, in file order; `subset` N keeps the first N of them.
+* `train_eval`: the first `train_eval` images of `train`, evaluated in eval mode (no
+  dropout, no augmentation): the training error the paper plots.
+* `test`: the test images, evaluated once, at the end of a run.
 
 The mean image and the RGB PCA are computed over the training images actually used
-(after subset and holdout), so no validation image leaks into them.
+(after subset and holdout), so no holdout or test image leaks into them.
 
 Batches (`Loader`): every random choice of an epoch is a pure function of (seed, epoch).
 At the start of an epoch one CPU `torch.Generator`, seeded from (seed, epoch), draws in
@@ -92,16 +100,20 @@ class Dataset:
     name: str  # "cifar10" | "synthetic" | "imagenet" | "folder"
     num_classes: int
     train: Split | torch.utils.data.Dataset
-    val: Split | torch.utils.data.Dataset  # holdout (last cfg.holdout train images) if holdout > 0, else test
+    holdout: Split | torch.utils.data.Dataset | None  # cfg.holdout training images; None if 0
     test: Split | torch.utils.data.Dataset
+    train_eval: Split | torch.utils.data.Dataset  # the first cfg.train_eval images of train
     mean: torch.Tensor  # float32 (3,H,W): per-pixel mean of the used training images, 0..255 scale
     eigvals: torch.Tensor  # float32 (3,): RGB covariance eigenvalues, decreasing, 0..255 scale
     eigvecs: torch.Tensor  # float32 (3,3): the matching eigenvectors, as columns
-    identity: dict  # name, synthetic, train/val/test_size, image_size, sha256, source
+    identity: dict  # name, synthetic, train/holdout/test/train_eval_size, image_size, sha256, source
 
     @property
     def image_size(self) -> int:
         return int(self.mean.shape[-1])
+
+
+SPLITS = ("train", "train_eval", "holdout", "test")
 
 
 # ----------------------------------------------------------------------------- load_dataset
@@ -114,6 +126,8 @@ def _validate(cfg: DataConfig) -> None:
         raise ConfigError(f"data.subset={cfg.subset} must be positive (or none for all images)")
     if cfg.holdout < 0:
         raise ConfigError(f"data.holdout={cfg.holdout} must be >= 0")
+    if cfg.train_eval < 1:
+        raise ConfigError(f"data.train_eval={cfg.train_eval} must be positive")
     if cfg.image_size is not None and cfg.image_size <= 0:
         raise ConfigError(f"data.image_size={cfg.image_size} must be positive (or none)")
     if cfg.crop is not None and cfg.crop <= 0:
@@ -131,18 +145,24 @@ def _check_classes(name: str, found: int, num_classes: int) -> None:
         )
 
 
-def _select(n: int, cfg: DataConfig, order: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of the training and holdout images: the first `subset` of `order`, the last
-    `holdout` of those held out."""
-    order = torch.arange(n) if order is None else order
+def selection_order(n: int) -> torch.Tensor:
+    """The one fixed shuffled order of n training images from which the holdout is taken."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))
+
+
+def _select(n: int, cfg: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the training and holdout images (module doc): the holdout is the first
+    `holdout` of `selection_order(n)`; training is the rest in file order, cut to `subset`."""
+    if cfg.holdout >= n:
+        raise ConfigError(f"data.holdout={cfg.holdout} leaves no training images (of {n})")
+    order = selection_order(n)
+    hold, rest = order[: cfg.holdout], order[cfg.holdout :].sort().values
     if cfg.subset is not None:
-        if cfg.subset > n:
-            raise ConfigError(f"data.subset={cfg.subset} exceeds the {n} training images")
-        order = order[: cfg.subset]
-    if cfg.holdout >= len(order):
-        raise ConfigError(f"data.holdout={cfg.holdout} leaves no training images (of {len(order)})")
-    cut = len(order) - cfg.holdout
-    return order[:cut], order[cut:]
+        if cfg.subset > len(rest):
+            raise ConfigError(f"data.subset={cfg.subset} exceeds the {len(rest)} training images left "
+                              f"after data.holdout={cfg.holdout}")
+        rest = rest[: cfg.subset]
+    return rest, hold.sort().values
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -176,19 +196,29 @@ def _in_memory(name, num_classes, tx, ty, ex, ey, cfg, source, synthetic) -> Dat
     train_idx, hold_idx = _select(len(tx), cfg)
     train = Split(tx[train_idx], ty[train_idx])
     test = Split(ex, ey)
-    val = Split(tx[hold_idx], ty[hold_idx]) if cfg.holdout else test
+    holdout = Split(tx[hold_idx], ty[hold_idx]) if cfg.holdout else None
+    train_eval = Split(train.images[: cfg.train_eval], train.labels[: cfg.train_eval])
     eigvals, eigvecs = augment.rgb_pca(train.images)  # paper §4.1: PCA over the training set's pixels
-    identity = {
+    parts = [train.images, train.labels, test.images, test.labels]
+    if holdout is not None:
+        parts += [holdout.images, holdout.labels]
+    identity = _identity(name, synthetic, train, holdout, test, train_eval, int(tx.shape[-1]), _sha256(*parts), source)
+    return Dataset(name, num_classes, train, holdout, test, train_eval, _mean_image(train.images), eigvals, eigvecs,
+                   identity)
+
+
+def _identity(name, synthetic, train, holdout, test, train_eval, image_size, sha, source) -> dict:
+    return {
         "name": name,
         "synthetic": synthetic,
         "train_size": len(train),
-        "val_size": len(val),
+        "holdout_size": 0 if holdout is None else len(holdout),
         "test_size": len(test),
-        "image_size": int(tx.shape[-1]),
-        "sha256": _sha256(train.images, train.labels, val.images, val.labels, test.images, test.labels),
+        "train_eval_size": len(train_eval),
+        "image_size": image_size,
+        "sha256": sha,
         "source": source,
     }
-    return Dataset(name, num_classes, train, val, test, _mean_image(train.images), eigvals, eigvecs, identity)
 
 
 def _folders(name: str, cfg: DataConfig, num_classes: int) -> Dataset:
@@ -201,27 +231,19 @@ def _folders(name: str, cfg: DataConfig, num_classes: int) -> Dataset:
     _check_classes(f"{found.root}", len(found.classes), num_classes)
     n = len(found.train)
     whole = cfg.subset is None and cfg.holdout == 0
-    train_idx, hold_idx = _select(n, cfg, None if whole else folders.selection_order(n))
+    train_idx, hold_idx = _select(n, cfg)
     train = found.train if whole else found.train.select(train_idx)
-    val = found.train.select(hold_idx) if cfg.holdout else found.val
+    holdout = found.train.select(hold_idx) if cfg.holdout else None
+    train_eval = train.select(torch.arange(min(cfg.train_eval, len(train))))
     suffix = "" if whole else f"-{len(train_idx)}of{n}-{hashlib.sha256(train_idx.numpy().tobytes()).hexdigest()[:8]}"
     stats = folders.load_or_compute_stats(train, suffix)
     h = hashlib.sha256()
-    for part in (train, val, found.test):
+    for part in (train, found.test) if holdout is None else (train, found.test, holdout):
         h.update(part.fingerprint().encode())
-    identity = {
-        "name": name,
-        "synthetic": False,
-        "train_size": len(train),
-        "val_size": len(val),
-        "test_size": len(found.test),
-        "image_size": size,
-        "sha256": h.hexdigest(),
-        "source": str(Path(found.root).resolve()),
-    }
-    return Dataset(
-        name, num_classes, train, val, found.test, stats["mean"], stats["eigvals"], stats["eigvecs"], identity
-    )
+    identity = _identity(name, False, train, holdout, found.test, train_eval, size, h.hexdigest(),
+                         str(Path(found.root).resolve()))
+    return Dataset(name, num_classes, train, holdout, found.test, train_eval, stats["mean"], stats["eigvals"],
+                   stats["eigvecs"], identity)
 
 
 def load_dataset(cfg: DataConfig, num_classes: int, input_size: int) -> Dataset:
@@ -298,9 +320,10 @@ class Loader:
         seed: int,
         shard: tuple[int, int] = (0, 1),
         workers: int = 0,
+        views: int | None = None,
     ):
-        if split not in ("train", "val", "test"):
-            raise ConfigError(f"split {split!r} is not one of train, val, test")
+        if split not in SPLITS:
+            raise ConfigError(f"split {split!r} is not one of {', '.join(SPLITS)}")
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size} must be positive")
         rank, world = shard
@@ -310,16 +333,20 @@ class Loader:
         self.device = torch.device(device)
         self.seed, self.rank, self.world, self.workers = seed, rank, world, workers
         self.data = getattr(ds, split)
+        if self.data is None:
+            raise ConfigError(f"this dataset has no {split} split (data.{split}=0)")
         self.n = len(self.data)
         s = ds.image_size
         if cfg.crop is not None and cfg.crop > s:
             raise ConfigError(f"data.crop={cfg.crop} is larger than the {s}x{s} images")
-        if not train and cfg.test_views == 10 and cfg.crop is None:
-            raise ConfigError("data.test_views=10 needs data.crop")
+        self.views = cfg.test_views if views is None else views
+        if self.views not in (1, 10):
+            raise ConfigError(f"views={self.views} is not valid; choose 1 (centre) or 10 (paper §4.1)")
+        if not train and self.views == 10 and cfg.crop is None:
+            raise ConfigError("10 test views need data.crop")
         self.crop = cfg.crop
         self.flip = bool(cfg.flip)
         self.pca_std = float(cfg.pca_noise)
-        self.views = cfg.test_views
         self.mean = ds.mean.to(self.device, torch.float32)
         # cuda-convnet2 convdata.py: alphas scale the components' standard deviations (see augment)
         self.pca_scale = ds.eigvals.to(torch.float32).clamp_min(0).sqrt()

@@ -283,11 +283,6 @@ def scan(root: str | os.PathLike, image_size: int) -> Folders:
     return Folders(root, classes, ds((train_files, train_labels)), val_ds, ds(tree) if tree else val_ds)
 
 
-def selection_order(n: int) -> torch.Tensor:
-    """The fixed order in which `subset` and `holdout` take training images (seed 0)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(0))
-
-
 # ----------------------------------------------------------------------------- statistics
 
 
