@@ -7,6 +7,7 @@ reports, so that each figure can be traced to the run that made it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import platform
 import socket
@@ -17,6 +18,11 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+# The code that decides what a training run computes: the nets, their layers, the optimizer,
+# the data pipeline and the loop. A change anywhere else (CLI, reports, ablation planning)
+# cannot change a run's numbers, so it does not change the fingerprint.
+TRAINING_CODE = ("models", "layers.py", "optim.py", "data", "train.py", "placement.py", "distributed.py")
 
 
 def _git(*args: str) -> str | None:
@@ -34,6 +40,16 @@ def git_revision() -> tuple[str | None, bool | None]:
         return None, None
     status = _git("status", "--porcelain", "--untracked-files=no")
     return rev, bool(status)
+
+
+def code_fingerprint(package: Path = PACKAGE) -> str:
+    """sha256 (12 hex digits) over the paths and bytes of the training code's source files."""
+    h = hashlib.sha256()
+    for entry in TRAINING_CODE:
+        root = package / entry
+        for f in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            h.update(f.relative_to(package).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
 
 
 def device_name(device: torch.device) -> str:
@@ -63,6 +79,7 @@ def environment(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "git_revision": rev,
         "git_dirty": dirty,
+        "code_fingerprint": code_fingerprint(),
         "hostname": socket.gethostname(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "started_at": now(),
