@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import config as rc
-from repro.errors import ConfigError
+from repro.errors import ConfigError, one_line
 
 ABLATIONS_DIR = Path(__file__).resolve().parent.parent / "ablations"
 SCALES = ("smoke", "cifar", "imagenet")
@@ -261,7 +261,7 @@ def loads(text: str, path: str = "<spec>", name: str | None = None) -> AblationS
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: TOML syntax error: {_one_line(e)}") from None
+        raise ConfigError(f"{path}: TOML syntax error: {one_line(e)}") from None
     spec = parse(data, path, name or Path(path).stem)
     return dataclasses.replace(spec, sha256=hashlib.sha256(text.encode()).hexdigest())
 
@@ -271,10 +271,6 @@ def _display(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def _one_line(e: object) -> str:
-    return " ".join(str(e).split())
 
 
 def _canonical(d: Mapping[str, Any]) -> dict[str, Any]:
