@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -44,20 +43,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from repro import files, report, spec_file
+from repro import records, report, rundir, spec_file
 from repro.config import RunConfig, _canonical_key
 from repro.errors import ConfigError, DataError, DivergedError, ReproError
 from repro.spec_file import AblationSpec
 
 Trainer = Callable[..., dict]
-DONE = ("finished", "target-reached")  # summary statuses of a run that counts
-TERMINAL = (*DONE, "diverged")  # summary statuses of a run that is never trained again
+DONE, TERMINAL = rundir.DONE, rundir.TERMINAL
+state = rundir.state
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class Run:
         parts = [self.ablation, self.arm]
         if self.stage == "selection":
             parts.append(f"{self.grid_key.split('.')[-1]}-{self.grid_value:g}")
-        return Path(*parts, f"{self.seed}-{self.hash}")
+        return Path(*parts, rundir.dir_name(self.seed, self.hash))
 
     @property
     def label(self) -> str:
@@ -210,13 +209,13 @@ def choose(spec: AblationSpec, runs: Sequence[Run], results: Path) -> dict[str, 
     for arm in spec.arms:
         best = None
         for i, r in enumerate(x for x in runs if x.arm == arm):
-            s = report.read_json(results / r.rel / "summary.json")
+            s = rundir.read_summary(results / r.rel)
             if s is None or s.get("status") not in TERMINAL:
                 best = None
                 break
             if s["status"] == "diverged":
                 continue
-            values = report.run_values(results / r.rel, spec)
+            values = records.run_values(results / r.rel, spec)
             ept, censored = values["epochs_to_target"]
             key = (math.inf if censored or ept is None or math.isnan(ept) else ept,
                    _or_inf(s.get("final_train_error")), i)
@@ -233,61 +232,9 @@ def _or_inf(x: Any) -> float:
 # ----------------------------------------------------------------------------- run state
 
 
-def state(run_dir: Path) -> str:
-    """done | diverged | running (locked by a live process) | partial | pending."""
-    s = report.read_json(run_dir / "summary.json")
-    if s is not None and s.get("status") in DONE:
-        return "done"
-    if s is not None and s.get("status") == "diverged":
-        return "diverged"
-    if _locked(run_dir):
-        return "running"
-    if (run_dir / "checkpoint.pt").exists() or (run_dir / "metrics.jsonl").exists():
-        return "partial"
-    return "pending"
-
-
-def _lock(run_dir: Path) -> FileLock:
-    return FileLock(str(run_dir) + ".lock")
-
-
-def _locked(run_dir: Path) -> bool:
-    path = Path(str(run_dir) + ".lock")
-    if not path.exists():  # never create a lock file just to look
-        return False
-    lock = _lock(run_dir)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
-
-
 def write_json(path: Path, obj: Any) -> None:
     """A manifest or record, atomically; values JSON has no type for are written as strings."""
-    files.write_json(path, obj, default=str)
-
-
-def _find_identical(results: Path, run: Run) -> Path | None:
-    """A finished run directory with this run's seed and hash elsewhere under `results`."""
-    name = f"{run.seed}-{run.hash}"
-    for pattern in (f"*/*/{name}", f"*/*/*/{name}"):
-        for d in sorted(results.glob(pattern)):
-            if d != results / run.rel and (report.read_json(d / "summary.json") or {}).get("status") in DONE:
-                return d
-    return None
-
-
-def _copy_run(src: Path, dest: Path) -> None:
-    """Copy a finished run directory (without its checkpoint) into place atomically."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.copy")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("checkpoint.pt", ".*.tmp"))
-    (tmp / "reused_from.txt").write_text(f"{src}\n", encoding="utf-8")
-    if dest.exists():
-        dest.rmdir()  # only an empty directory gets here
-    os.replace(tmp, dest)
+    rundir.write_manifest(path, obj)
 
 
 # ----------------------------------------------------------------------------- progress
@@ -395,7 +342,7 @@ class _Runner:
         if self._skip_if_terminal(run, d, fresh=not wait):
             return True
         d.parent.mkdir(parents=True, exist_ok=True)
-        lock = _lock(d)
+        lock = rundir.lock(d)
         try:
             lock.acquire(timeout=-1 if wait else 0)
         except Timeout:
@@ -404,9 +351,10 @@ class _Runner:
             # Re-read under the lock: another process may have finished it meanwhile.
             if self._skip_if_terminal(run, d, fresh=False):
                 return True
-            src = None if d.exists() and any(d.iterdir()) else _find_identical(self.results, run)
+            src = None if d.exists() and any(d.iterdir()) else rundir.find_identical(self.results, run.seed,
+                                                                                      run.hash, exclude=d)
             if src is not None:
-                _copy_run(src, d)
+                rundir.copy_run(src, d)
                 self.outcome.reused += 1
                 self.progress.finish(run.label, f"same config as {src.relative_to(self.results)}: copied")
                 return True
@@ -426,7 +374,7 @@ class _Runner:
             lock.release()
 
     def _skip_if_terminal(self, run: Run, d: Path, fresh: bool) -> bool:
-        s = report.read_json(d / "summary.json")
+        s = rundir.read_summary(d)
         if s is None or s.get("status") not in TERMINAL:
             return False
         self.outcome.skipped += 1
@@ -515,7 +463,7 @@ def ablate_one(
         from repro.train import run as trainer
     if only is not None:
         return _ablate_only(spec, scale, seeds, overrides, results, only, out, quiet, trainer, console, pool)
-    manifest = report.manifest_path(results, spec.name, scale)
+    manifest = rundir.manifest_path(results, spec.name, scale)
     with _Progress(spec.name, total, quiet, console, parallel=pool.jobs if pool else 1) as progress:
         runner = _Runner(results, trainer, progress, out)
         chosen = None

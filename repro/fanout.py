@@ -298,7 +298,7 @@ def run_stages(pool: Pool, spec: AblationSpec, scale: str, seeds: Sequence[int],
     """One ablation on the pool: selection grids and main seeds, each arm's main seeds released
     as soon as its grid is done; the manifest kept up to date as in a serial run."""
     from repro.ablate import _manifest, choose, main_runs, selection_runs, write_json
-    from repro.report import manifest_path
+    from repro.rundir import manifest_path
 
     manifest = manifest_path(results, spec.name, scale)
     sel = selection_runs(spec, scale, seeds, overrides)
@@ -352,7 +352,7 @@ def only_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: M
               selectors: Sequence[str]) -> list:
     """The runs `--only` names, in the order given; a one-line ConfigError for any other."""
     from repro.ablate import TERMINAL, choose, main_runs, selection_runs
-    from repro.report import read_json
+    from repro.rundir import read_summary
 
     sel = selection_runs(spec, scale, seeds, overrides)
     chosen = choose(spec, sel, results) if sel else None
@@ -374,7 +374,7 @@ def only_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: M
                     raise ConfigError(f"--only {s}: seed {seed} of {arm} is its selection grid; name one value, "
                                       f"e.g. {selector(next(r for r in sel if r.arm == arm), False)}")
                 grid = [r for r in sel if r.arm == arm]
-                states = [(read_json(results / r.rel / "summary.json") or {}).get("status") for r in grid]
+                states = [(read_summary(results / r.rel) or {}).get("status") for r in grid]
                 if all(st in TERMINAL for st in states):
                     raise ConfigError(f"--only {s}: every {spec.selection.key} in {arm}'s grid diverged; "
                                       "its other seeds are not run")
@@ -399,7 +399,7 @@ def update_manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overri
     """Rewrite the manifest from what is on disk now, under a lock, so that concurrent
     `--only` processes leave the most recent state (a later writer sees at least as much)."""
     from repro.ablate import _manifest, choose, main_runs, selection_runs, write_json
-    from repro.report import manifest_path
+    from repro.rundir import manifest_path
 
     path = manifest_path(results, spec.name, scale)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -479,9 +479,9 @@ def plan(spec: AblationSpec, name_arg: str, scale: str, seeds: Sequence[int], ov
 
 def _all_diverged(spec: AblationSpec, sel: Sequence, arm: str, results: Path) -> bool:
     from repro.ablate import TERMINAL
-    from repro.report import read_json
+    from repro.rundir import read_summary
 
-    return all((read_json(results / r.rel / "summary.json") or {}).get("status") in TERMINAL
+    return all((read_summary(results / r.rel) or {}).get("status") in TERMINAL
                for r in sel if r.arm == arm)
 
 

@@ -2,14 +2,10 @@
 
     cfg --> model, PaperSGD, lr schedule, data loaders --> epochs --> run directory
 
-A run directory holds everything needed to trust and to continue a run:
-
-    config.json     the resolved RunConfig and its hash
-    env.json        torch version, device, threads, git revision, command (repro.provenance)
-    dataset.json    which data: name, sizes, checksum of the arrays, synthetic or not
-    metrics.jsonl   one row per epoch (errors are fractions; the reports print percentages)
-    checkpoint.pt   model, optimizer, scheduler, every RNG state, epoch, the metrics so far
-    summary.json    written last: status finished | target-reached | diverged
+A run directory (its files: repro.rundir) holds everything needed to trust and to continue
+a run: the resolved config, the environment, the dataset's identity, one metrics row per
+epoch, a checkpoint (model, optimizer, scheduler, every RNG state, epoch, the metrics so
+far) and, written last, a summary whose status is finished | target-reached | diverged.
 
 The checkpoint is written atomically at the end of every epoch, and everything random in
 an epoch (order, crops, flips, colour noise) is a pure function of (seed, epoch), with the
@@ -24,7 +20,6 @@ nets use their layer files' step schedules instead (repro.models.registry).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -38,15 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro import distributed, placement, provenance
+from repro import distributed, placement, provenance, rundir
 from repro.config import RunConfig
 from repro.data import Dataset, Loader, load_dataset
 from repro.errors import ConfigError, DivergedError
-from repro.files import write_json, write_text
+from repro.files import atomic
 from repro.models import build
 from repro.optim import PaperSGD
 
-TERMINAL = ("finished", "target-reached", "diverged")
 CHECK_EVERY = 25  # steps between non-finite-loss checks (each check syncs a GPU)
 
 
@@ -71,18 +65,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device 'mps' requested but MPS is not available here")
     return device
-
-
-def write_metrics(path: Path, rows: list[dict]) -> None:
-    """metrics.jsonl: one JSON row per epoch, rewritten whole (and atomically) each epoch."""
-    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def read_summary(out: Path) -> dict | None:
-    try:
-        return json.loads((out / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -170,10 +152,10 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     Raises ConfigError if `out` holds another config's run.
     """
     out = Path(out)
-    done = read_summary(out)
-    if done and done.get("status") in TERMINAL and done.get("hash") == cfg.hash():
-        if done["status"] == "diverged":
-            raise DivergedError(f"run already diverged (recorded in {out / 'summary.json'}); "
+    done = rundir.read_summary(out)
+    if done and done.get("status") in rundir.TERMINAL and done.get("hash") == cfg.hash():
+        if done["status"] == rundir.DIVERGED:
+            raise DivergedError(f"run already diverged (recorded in {out / rundir.SUMMARY}); "
                                 "lower the lr (--set lr=...) or use another --out")
         return done
     _check_same_run(out, cfg)
@@ -222,7 +204,7 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
 
     history: list[dict] = []
     start_epoch, drops = 0, 0
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = rundir.checkpoint_path(out)
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)  # never runs code from the file
         if ckpt["hash"] != cfg.hash():
@@ -233,15 +215,15 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
         set_rng_state(ckpt["rng"], device)
         start_epoch, drops, history = ckpt["epoch"], ckpt["drops"], ckpt["history"]
     elif lead:
-        write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash()})
-        write_json(out / "dataset.json", ds.identity)
+        rundir.write_config(out, cfg)
+        rundir.write_dataset(out, ds.identity)
     if lead:
         env = provenance.environment(device) | {"world_size": world}
         if start_epoch:  # keep the original record; note each resume
-            first = json.loads((out / "env.json").read_text()) if (out / "env.json").exists() else env
+            first = rundir.read_env(out) or env
             env = first | {"resumes": first.get("resumes", []) + [env | {"from_epoch": start_epoch}]}
-        write_json(out / "env.json", env)
-        write_metrics(out / "metrics.jsonl", history)
+        rundir.write_env(out, env)
+        rundir.write_metrics(out, history)
 
     steps_per_epoch = len(train_loader)
     total_steps = steps_per_epoch * cfg.epochs
@@ -327,21 +309,21 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
                 drops += 1
             if lead:
                 _save_checkpoint(ckpt_path, model, opt, sched, device, epoch, drops, history, cfg)
-                write_metrics(out / "metrics.jsonl", history)
+                rundir.write_metrics(out, history)
             progress.epoch_done(row)
             if _target_reached(cfg, row):
                 status = "target-reached"
             if _should_stop(cfg, row, drops):
                 break
     except _Diverged as d:
-        summary = _summary(cfg, "diverged", history, None, wall0)
+        summary = _summary(cfg, rundir.DIVERGED, history, None, wall0)
         # str: json.dumps would write a bare NaN/Infinity, which is not JSON
         summary["diverged_at"] = {"epoch": d.epoch, "step": d.step, "loss": str(d.loss)}
         if lead:
-            write_metrics(out / "metrics.jsonl", history)
-            write_json(out / "summary.json", summary)
+            rundir.write_metrics(out, history)
+            rundir.write_summary(out, summary)
         raise DivergedError(f"run diverged: loss {d.loss} at epoch {d.epoch}, step {d.step}; "
-                            f"recorded in {out / 'summary.json'}. Lower the lr (--set lr=...).") from None
+                            f"recorded in {out / rundir.SUMMARY}. Lower the lr (--set lr=...).") from None
     finally:
         progress.close()
 
@@ -351,15 +333,14 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
                                     seed=cfg.seed, shard=(rank, world)), device, amp)
     summary = _summary(cfg, status, history, test, wall0)
     if lead:
-        write_json(out / "summary.json", summary)
+        rundir.write_summary(out, summary)
     return summary
 
 
 def _check_same_run(out: Path, cfg: RunConfig) -> None:
     """ConfigError if `out` already holds a run of another config (config.json, else checkpoint)."""
-    try:
-        stored = json.loads((out / "config.json").read_text()).get("hash")
-    except (OSError, json.JSONDecodeError, AttributeError):
+    stored = rundir.stored_hash(out)
+    if stored is None:
         return  # no config.json (or a torn one): the checkpoint's hash is checked on resume
     if stored != cfg.hash():
         raise ConfigError(f"{out}: holds a different run (hash {stored}, this config {cfg.hash()}); "
@@ -383,14 +364,14 @@ class _Diverged(Exception):
 
 
 def _save_checkpoint(path, model, opt, sched, device, epoch, drops, history, cfg) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({
+    state = {
         "hash": cfg.hash(), "epoch": epoch, "drops": drops, "history": history,
         "model": placement.model_state(model), "optimizer": placement.optimizer_state(model, opt),
         "scheduler": sched.state_dict(),
         "rng": rng_state(device),
-    }, tmp)
-    os.replace(tmp, path)
+    }
+    with atomic(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _summary(cfg: RunConfig, status: str, history: list[dict], test: dict | None, wall0: float) -> dict:
