@@ -50,7 +50,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from repro import records, report, rundir, spec_file
-from repro.config import RunConfig, _canonical_key
+from repro.config import RunConfig, canonical_key
 from repro.errors import ConfigError, DataError, DivergedError, ReproError
 from repro.spec_file import AblationSpec
 
@@ -148,7 +148,7 @@ def run_overrides(
     """Command-line settings, applied to every run after the spec's own."""
     out: dict[str, Any] = {}
     for k, v in (overrides or {}).items():
-        key = _canonical_key(k)
+        key = canonical_key(k)
         if spec.selection is not None and key == spec.selection.key:
             raise ConfigError(f"--set {k}: {spec.name} chooses {key} per arm from a grid; edit the grid in {spec.path}")
         if key == "seed":

@@ -53,9 +53,9 @@ def spec(
     list_models: Annotated[bool, typer.Option("--list", help="List the models and exit.")] = False,
 ) -> None:
     """Print a model's layer table (output shapes, parameters, neurons) beside the paper's figures."""
-    from repro.config import make_config, parse_sets
-    from repro.models import ENTRIES
-    from repro.spec import layer_table
+    from repro.config import parse_sets
+    from repro.layer_table import layer_table
+    from repro.models import ENTRIES, make_config
 
     if list_models:
         for name, entry in ENTRIES.items():
@@ -193,7 +193,8 @@ def train(
     from pathlib import Path
 
     from repro import distributed
-    from repro.config import make_config, parse_sets
+    from repro.config import parse_sets
+    from repro.models import make_config
     from repro.train import run
 
     overrides: dict = {"seed": seed, "runtime.device": device, "runtime.deterministic": deterministic,
@@ -267,8 +268,9 @@ def bench(
 
     result = run_all(device, seconds, data_dir, threads)
     if save:
-        Path(save).parent.mkdir(parents=True, exist_ok=True)
-        Path(save).write_text(json.dumps(result, indent=2) + "\n")
+        from repro.files import write_json
+
+        write_json(Path(save), result)
     if as_json:
         print(json.dumps(result, indent=2))
         return

@@ -223,7 +223,9 @@ class AblationSpec:
             assert self.selection is not None
             d[self.selection.key] = grid_value
         d["seed"] = seed
-        return rc.make_config(self.scales[scale].model, {**d, **dict(overrides or {})})
+        from repro.models.registry import make_config  # torch import: only once a config is built
+
+        return make_config(self.scales[scale].model, {**d, **dict(overrides or {})})
 
     def claims_for(self, scale: str) -> list[Claim]:
         return [c for c in self.claims if scale in c.scales]
@@ -275,7 +277,7 @@ def _display(path: Path) -> str:
 
 def _canonical(d: Mapping[str, Any]) -> dict[str, Any]:
     """Flatten `{"model": {"norm": ...}}` and map `lr` to `optim.lr`."""
-    return {rc._canonical_key(k): v for k, v in rc.flatten(d).items()}
+    return {rc.canonical_key(k): v for k, v in rc.flatten(d).items()}
 
 
 class _Table:
@@ -384,7 +386,7 @@ def parse(data: Mapping[str, Any], path: str = "<spec>", name: str = "spec") -> 
         t = _Table(top.data["selection"], path, "selection", SELECTION_KEYS)
         key = t.text("key")
         try:
-            key = rc._canonical_key(key)
+            key = rc.canonical_key(key)
         except ConfigError as e:
             raise t.error("key", str(e)) from None
         selection = Selection(key=key, by=t.text("by", "epochs_to_target"))

@@ -23,6 +23,7 @@ if str(REPO) not in sys.path:
 from repro import ablate, config, fanout, spec_file  # noqa: E402
 from repro.cli import app  # noqa: E402
 from repro.errors import ConfigError, ReproError  # noqa: E402
+from repro.models import make_config  # noqa: E402
 from tests.fixtures import fake_trainer, fanout_trainers  # noqa: E402
 
 
@@ -102,7 +103,7 @@ def test_jobs_records_divergence_and_survives_crashing_workers(tmp_path, one_thr
 
 
 def test_placement():
-    cfg = config.make_config("cifar-80sec")
+    cfg = make_config("cifar-80sec")
     assert fanout.placement(cfg, 3, n_cuda=2, threads=4) == {"runtime.device": "cuda:1", "runtime.threads": 4}
     assert fanout.placement(cfg, 3, n_cuda=1, threads=1) == {"runtime.threads": 1}  # one device: all share it
     pinned = config.apply(cfg, {"runtime.device": "cpu", "runtime.threads": 2})

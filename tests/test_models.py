@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from repro.config import ModelConfig, make_config
+from repro.config import ModelConfig
 from repro.errors import ConfigError
 from repro.layers import LocallyConnected2d, LocalResponseNorm, SpatialResponseNorm
-from repro.models import ENTRIES, build, names
+from repro.models import ENTRIES, build, make_config, names
 from repro.models.common import ColumnwiseLRN, Conv2dCeil
 
 SETTINGS = settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""Tests for `repro spec` (repro.spec and repro.cli).
+"""Tests for `repro spec` (repro.layer_table and repro.cli).
 
 Most go through typer's CliRunner, which calls `repro.cli.app` directly. The CLI's one-line
 error handling lives in `repro.cli.main()`, which wraps `app()`; CliRunner does not see it (it

@@ -23,8 +23,9 @@ import pytest
 import torch
 
 import repro.train as train
-from repro.config import from_dict, make_config
+from repro.config import from_dict
 from repro.errors import ConfigError, DivergedError
+from repro.models import make_config
 
 REPO = Path(__file__).resolve().parents[1]
 LN10 = math.log(10)
