@@ -133,12 +133,13 @@ def ablate(
       sbatch --array=1-K --wrap 'sed -n "${SLURM_ARRAY_TASK_ID}p" jobs.txt | bash'
       repro report lrn --scale cifar                      once every run is done
     """
-    from repro.ablate import run_ablation
+    from repro.ablate import AblationRequest, run_ablation
     from repro.config import parse_sets
 
-    run_ablation(name, scale=scale, seeds=seeds, epochs=epochs, data_dir=data_dir, device=device,
-                 results_dir=results, reports_dir=reports, dry_run=dry_run, overrides=parse_sets(set_),
-                 quiet=quiet, download=download, console=console, jobs=jobs, plan=plan, only=only)
+    request = AblationRequest(name, scale=scale, seeds=seeds, epochs=epochs, data_dir=data_dir, device=device,
+                              results_dir=results, reports_dir=reports, overrides=parse_sets(set_),
+                              download=download, dry_run=dry_run, quiet=quiet, jobs=jobs, plan=plan, only=only)
+    run_ablation(request, console=console)
 
 
 @app.command()
