@@ -8,7 +8,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -17,16 +16,14 @@ import pytest
 from filelock import FileLock
 from rich.console import Console
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from repro import ablate, spec_file
+from repro.ablation import plan
+from repro.errors import ConfigError
+from tests.fixtures import fake_trainer
+from tests.fixtures.ablating import run_ablation
+from tests.fixtures.toml_writer import dumps
 
-from repro import ablate, spec_file  # noqa: E402
-from repro.ablation import plan  # noqa: E402
-from repro.errors import ConfigError  # noqa: E402
-from tests.fixtures import fake_trainer  # noqa: E402
-from tests.fixtures.ablating import run_ablation  # noqa: E402
-from tests.fixtures.toml_writer import dumps  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _quiet_console() -> Console:

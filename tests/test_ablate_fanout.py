@@ -16,17 +16,15 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from repro import config, spec_file
+from repro.ablation import plan, pool
+from repro.cli import app
+from repro.errors import ConfigError, ReproError
+from repro.models import make_config
+from tests.fixtures import fake_trainer, fanout_trainers
+from tests.fixtures.ablating import run_ablation
 
-from repro import config, spec_file  # noqa: E402
-from repro.ablation import plan, pool  # noqa: E402
-from repro.cli import app  # noqa: E402
-from repro.errors import ConfigError, ReproError  # noqa: E402
-from repro.models import make_config  # noqa: E402
-from tests.fixtures import fake_trainer, fanout_trainers  # noqa: E402
-from tests.fixtures.ablating import run_ablation  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _log(path: Path) -> list[tuple[int, str, int]]:

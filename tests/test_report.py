@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from repro import report, spec_file
+from repro.errors import ReproError
+from repro.report import effect_text
+from repro.stats import CONTRADICTED, INCONCLUSIVE, REPRODUCED, measure, verdict, welch_interval
+from tests.fixtures.rundirs import make_manifest, make_run
 
-from repro import report, spec_file  # noqa: E402
-from repro.errors import ReproError  # noqa: E402
-from repro.report import effect_text  # noqa: E402
-from repro.stats import CONTRADICTED, INCONCLUSIVE, REPRODUCED, measure, verdict, welch_interval  # noqa: E402
-from tests.fixtures.rundirs import make_manifest, make_run  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SETTINGS = settings(max_examples=100, deadline=None)
 FINITE = dict(allow_nan=False, allow_infinity=False)
