@@ -31,6 +31,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ class _WorkerProgress:
     parent has gone (killed outright) stops at its next step: its run keeps its checkpoint,
     and the lock goes with the process."""
 
-    def __init__(self, slot: int, events):
+    def __init__(self, slot: int, events: Connection):
         self.slot, self.events, self._last = slot, events, 0.0
         self.parent = os.getppid()
 
@@ -96,7 +97,7 @@ class _WorkerProgress:
 
     def start(self, label: str) -> None:
         self._last = 0.0
-        self.events.put(("start", self.slot, label))
+        self.events.send(("start", self.slot, label))
 
     def step(self, steps_done: int, steps_total: int) -> None:
         now = time.monotonic()
@@ -104,13 +105,13 @@ class _WorkerProgress:
             self._last = now
             if self.orphaned():
                 raise SystemExit(1)
-            self.events.put(("step", self.slot, steps_done, steps_total))
+            self.events.send(("step", self.slot, steps_done, steps_total))
 
     def finish(self, label: str, what: str, trained: bool = False) -> None:
-        self.events.put(("finish", self.slot, label, what, trained))
+        self.events.send(("finish", self.slot, label, what, trained))
 
     def note(self, text: str) -> None:
-        self.events.put(("note", self.slot, text))
+        self.events.send(("note", self.slot, text))
 
 
 def _error_text(e: BaseException) -> str:
@@ -118,8 +119,10 @@ def _error_text(e: BaseException) -> str:
     return one_line(e) or type(e).__name__
 
 
-def _work(slot: int, results: str, trainer, n_cuda: int, threads: int, tasks, events) -> None:
-    """A worker process: train the runs the parent sends until it sends None."""
+def _work(slot: int, results: str, trainer, n_cuda: int, threads: int, tasks, events: Connection) -> None:
+    """A worker process: train the runs the parent sends until it sends None. Its events go
+    to the parent on a pipe of its own, written synchronously: a worker that dies (even inside
+    the trainer, by os._exit) leaves no half-written message and no lock held for the others."""
     progress = _WorkerProgress(slot, events)
     try:
         while True:
@@ -137,13 +140,13 @@ def _work(slot: int, results: str, trainer, n_cuda: int, threads: int, tasks, ev
                 run = placed(run, slot, n_cuda, threads)
                 ok = run_one(run, wait, Path(results), trainer, progress, out)
             except ReproError as e:
-                events.put(("error", slot, _error_text(e)))
+                events.send(("error", slot, _error_text(e)))
                 continue
             except Exception as e:  # noqa: BLE001  (a bug: keep its traceback, keep the worker)
                 traceback.print_exc()
-                events.put(("error", slot, f"{type(e).__name__}: {_error_text(e)}"))
+                events.send(("error", slot, f"{type(e).__name__}: {_error_text(e)}"))
                 continue
-            events.put(("done", slot, ok, (out.trained, out.skipped, out.reused, out.diverged)))
+            events.send(("done", slot, ok, (out.trained, out.skipped, out.reused, out.diverged)))
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
         pass
 
@@ -165,7 +168,7 @@ class Pool:
         self.threads = max(1, cpu_count() // jobs)
         self.n_cuda = cuda_count()
         self._ctx = mp.get_context("spawn")
-        self.events = self._ctx.Queue()
+        self.events: dict[int, Connection] = {}  # slot -> the reading end of its worker's event pipe
         self.procs: dict[int, Any] = {}
         self.tasks: dict[int, Any] = {}
 
@@ -175,11 +178,13 @@ class Pool:
             self._sigterm = signal.signal(signal.SIGTERM, _terminated)
         for slot in range(self.jobs):
             tasks = self._ctx.Queue()
+            events, send = self._ctx.Pipe(duplex=False)
             p = self._ctx.Process(target=_work, name=f"repro-ablate-worker-{slot}", daemon=True,
                                   args=(slot, str(self.results), self.trainer, self.n_cuda, self.threads,
-                                        tasks, self.events))
+                                        tasks, send))
             p.start()
-            self.procs[slot], self.tasks[slot] = p, tasks
+            send.close()  # the worker holds the only writing end: its death reads as end-of-file here
+            self.procs[slot], self.tasks[slot], self.events[slot] = p, tasks, events
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -196,9 +201,11 @@ class Pool:
             if p.is_alive():  # interrupted mid-run: it resumes from its checkpoint next time
                 p.terminate()
                 p.join(timeout=5)
-        for q in (*self.tasks.values(), self.events):
+        for q in self.tasks.values():
             q.cancel_join_thread()
             q.close()
+        for conn in self.events.values():
+            conn.close()
         if self._sigterm is not None:
             signal.signal(signal.SIGTERM, self._sigterm)
 
@@ -224,9 +231,8 @@ class Pool:
                 if pending or deferred:
                     raise ReproError("every --jobs worker has exited; rerun to resume (finished runs are skipped)")
                 break
-            try:
-                ev = self.events.get(timeout=0.5)
-            except queue.Empty:
+            ev = self._next_event(timeout=0.5)
+            if ev is None:
                 self._reap(busy, idle, progress, outcome)
                 continue
             kind, slot, *rest = ev
@@ -256,6 +262,21 @@ class Pool:
                 run, _ = busy.pop(slot)
                 idle.append(slot)
                 self._failed(run, rest[0], slot, progress, outcome)
+
+    def _next_event(self, timeout: float) -> tuple | None:
+        """The next message from any worker, or None after `timeout` (or from a worker that has
+        gone: its pipe is dropped, and `_reap` records its run)."""
+        if not self.events:  # every worker has gone
+            time.sleep(timeout)
+            return None
+        for conn in wait(list(self.events.values()), timeout=timeout):
+            try:
+                return conn.recv()
+            except (EOFError, OSError):
+                slot = next(s for s, c in self.events.items() if c is conn)
+                del self.events[slot]
+                conn.close()
+        return None
 
     def _reap(self, busy: dict, idle: deque, progress, outcome) -> None:
         """Workers that died (killed, out of memory): their run is recorded as failed."""
