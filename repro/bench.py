@@ -28,11 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro import provenance
-from repro.config import make_config
 from repro.data import Loader, load_dataset
 from repro.errors import DataError
 from repro.layers import LocalResponseNorm
-from repro.models import build
+from repro.models import build, make_config
 from repro.train import make_optimizer, resolve_device
 
 

@@ -53,9 +53,9 @@ def spec(
     list_models: Annotated[bool, typer.Option("--list", help="List the models and exit.")] = False,
 ) -> None:
     """Print a model's layer table (output shapes, parameters, neurons) beside the paper's figures."""
-    from repro.config import make_config, parse_sets
-    from repro.models import ENTRIES
-    from repro.spec import layer_table
+    from repro.config import parse_sets
+    from repro.layer_table import layer_table
+    from repro.models import ENTRIES, make_config
 
     if list_models:
         for name, entry in ENTRIES.items():
@@ -133,12 +133,13 @@ def ablate(
       sbatch --array=1-K --wrap 'sed -n "${SLURM_ARRAY_TASK_ID}p" jobs.txt | bash'
       repro report lrn --scale cifar                      once every run is done
     """
-    from repro.ablate import run_ablation
+    from repro.ablate import AblationRequest, run_ablation
     from repro.config import parse_sets
 
-    run_ablation(name, scale=scale, seeds=seeds, epochs=epochs, data_dir=data_dir, device=device,
-                 results_dir=results, reports_dir=reports, dry_run=dry_run, overrides=parse_sets(set_),
-                 quiet=quiet, download=download, console=console, jobs=jobs, plan=plan, only=only)
+    request = AblationRequest(name, scale=scale, seeds=seeds, epochs=epochs, data_dir=data_dir, device=device,
+                              results_dir=results, reports_dir=reports, overrides=parse_sets(set_),
+                              download=download, dry_run=dry_run, quiet=quiet, jobs=jobs, plan=plan, only=only)
+    run_ablation(request, console=console)
 
 
 @app.command()
@@ -193,7 +194,8 @@ def train(
     from pathlib import Path
 
     from repro import distributed
-    from repro.config import make_config, parse_sets
+    from repro.config import parse_sets
+    from repro.models import make_config
     from repro.train import run
 
     overrides: dict = {"seed": seed, "runtime.device": device, "runtime.deterministic": deterministic,
@@ -267,8 +269,9 @@ def bench(
 
     result = run_all(device, seconds, data_dir, threads)
     if save:
-        Path(save).parent.mkdir(parents=True, exist_ok=True)
-        Path(save).write_text(json.dumps(result, indent=2) + "\n")
+        from repro.files import write_json
+
+        write_json(Path(save), result)
     if as_json:
         print(json.dumps(result, indent=2))
         return

@@ -1,10 +1,11 @@
 """Run configuration: frozen dataclasses, `key=value` overrides, and a stable identity hash.
 
-One flow runs through `repro`:  spec -> RunConfig -> run directory -> results -> report.
+One flow runs through `repro`:  spec -> RunConfig -> run directory -> records -> report.
+This module is its lowest layer: it imports nothing from `repro` but repro.errors.
 A `RunConfig` is the whole description of one training run. It is built in layers:
 
-    dataclass defaults  <-  the model's own defaults (its paper or layer file, see
-    repro.models.registry)  <-  an ablation's base and arm  <-  `--set key=value`
+    dataclass defaults  <-  the model's own defaults (its paper or layer file: built by
+    repro.models.registry.make_config)  <-  an ablation's base and arm  <-  `--set key=value`
 
 Keys are either `section.field` (`optim.lr`, `model.columns`) or a bare field name that
 only one section has (`lr`, `columns`). Unknown keys and values of the wrong type are
@@ -160,7 +161,7 @@ def all_keys() -> list[str]:
     return keys + list(TOP_LEVEL)
 
 
-def _canonical_key(key: str) -> str:
+def canonical_key(key: str) -> str:
     """`lr` -> `optim.lr`; `optim.lr` -> itself; unknown or ambiguous -> ConfigError."""
     valid = all_keys()
     if key in valid:
@@ -231,11 +232,11 @@ def flatten(nested: Mapping[str, Any], where: str = "") -> dict[str, Any]:
 
 
 def apply(cfg: RunConfig, overrides: Mapping[str, Any]) -> RunConfig:
-    """Return `cfg` with `overrides` ({key: value}, keys as in `_canonical_key`) applied."""
+    """Return `cfg` with `overrides` ({key: value}, keys as in `canonical_key`) applied."""
     section_changes: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     top_changes: dict[str, Any] = {}
     for raw_key, value in flatten(overrides).items():
-        key = _canonical_key(raw_key)
+        key = canonical_key(raw_key)
         if "." in key:
             section, name = key.split(".")
             section_changes[section][name] = _coerce(key, _hints(SECTIONS[section])[name], value)
@@ -254,18 +255,6 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         out[key.strip()] = value.strip()
     return out
-
-
-def make_config(model: str, overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    """The model's own defaults (its paper or layer file), then `overrides`."""
-    from repro.models import registry  # models import this module; resolve lazily
-
-    entry = registry.get(model)
-    cfg = apply(RunConfig(model=ModelConfig(name=model)), entry.defaults)
-    cfg = apply(cfg, overrides or {})
-    if cfg.model.name != model:
-        raise ConfigError("model.name is chosen with --model, not --set")
-    return cfg
 
 
 def from_dict(d: Mapping[str, Any]) -> RunConfig:

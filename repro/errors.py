@@ -6,6 +6,11 @@ is a bug and keeps its traceback.
 """
 
 
+def one_line(text: object) -> str:
+    """A message (an exception's, or any text) on one line: each run of whitespace becomes one space."""
+    return " ".join(str(text).split())
+
+
 class ReproError(Exception):
     """Base class: a user-facing failure with a one-line message."""
 

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import config as rc
-from repro.errors import ConfigError
+from repro.errors import ConfigError, one_line
 
 ABLATIONS_DIR = Path(__file__).resolve().parent.parent / "ablations"
 SCALES = ("smoke", "cifar", "imagenet")
@@ -223,7 +223,9 @@ class AblationSpec:
             assert self.selection is not None
             d[self.selection.key] = grid_value
         d["seed"] = seed
-        return rc.make_config(self.scales[scale].model, {**d, **dict(overrides or {})})
+        from repro.models.registry import make_config  # torch import: only once a config is built
+
+        return make_config(self.scales[scale].model, {**d, **dict(overrides or {})})
 
     def claims_for(self, scale: str) -> list[Claim]:
         return [c for c in self.claims if scale in c.scales]
@@ -261,7 +263,7 @@ def loads(text: str, path: str = "<spec>", name: str | None = None) -> AblationS
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: TOML syntax error: {_one_line(e)}") from None
+        raise ConfigError(f"{path}: TOML syntax error: {one_line(e)}") from None
     spec = parse(data, path, name or Path(path).stem)
     return dataclasses.replace(spec, sha256=hashlib.sha256(text.encode()).hexdigest())
 
@@ -273,13 +275,9 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _one_line(e: object) -> str:
-    return " ".join(str(e).split())
-
-
 def _canonical(d: Mapping[str, Any]) -> dict[str, Any]:
     """Flatten `{"model": {"norm": ...}}` and map `lr` to `optim.lr`."""
-    return {rc._canonical_key(k): v for k, v in rc.flatten(d).items()}
+    return {rc.canonical_key(k): v for k, v in rc.flatten(d).items()}
 
 
 class _Table:
@@ -382,19 +380,46 @@ SELECTION_KEYS = ("key", "by")
 def parse(data: Mapping[str, Any], path: str = "<spec>", name: str = "spec") -> AblationSpec:
     """Validate a parsed TOML document and build the spec (see the module docstring)."""
     top = _Table(dict(data), path, "", TOP_KEYS)
+    selection = _parse_selection(top, path)
+    arms = _parse_arms(top, path, selection)
+    baseline = top.text("baseline", next(iter(arms)))
+    if baseline not in arms:
+        raise top.error("baseline", f"{baseline!r} is not an arm; arms: {', '.join(arms)}")
+    metrics = top.strings("metrics", choices=tuple(METRICS))
+    if not metrics:
+        raise top.error("metrics", "must name at least one metric")
+    target = top.number("target", None)
+    if target is not None and not 0 < target < 1:
+        raise top.error("target", f"{target!r} is not valid; a training-error fraction in (0, 1)")
+    scales = _parse_scales(top, path, arms, selection)
+    claims = [_parse_claim(raw, path, f"claims[{i}]", arms) for i, raw in enumerate(top.get("claims", list, []))]
+    if selection is not None:
+        _check_grids(path, arms, scales)
+    spec = AblationSpec(
+        name=name, path=path, title=top.text("title"), section=top.text("section"), question=top.text("question"),
+        baseline=baseline, metrics=metrics, arms=arms, scales=scales, claims=tuple(claims),
+        base=top.deltas("base"), notes=top.text("notes", ""), target=target, selection=selection,
+    )
+    _check_configs(spec, path)
+    return spec
 
-    selection = None
-    if "selection" in top.data:
-        t = _Table(top.data["selection"], path, "selection", SELECTION_KEYS)
-        key = t.text("key")
-        try:
-            key = rc._canonical_key(key)
-        except ConfigError as e:
-            raise t.error("key", str(e)) from None
-        selection = Selection(key=key, by=t.text("by", "epochs_to_target"))
-        if selection.by not in SELECT_BY:
-            raise t.error("by", f"{selection.by!r} is not valid; choose {', '.join(SELECT_BY)}")
 
+def _parse_selection(top: _Table, path: str) -> Selection | None:
+    if "selection" not in top.data:
+        return None
+    t = _Table(top.data["selection"], path, "selection", SELECTION_KEYS)
+    key = t.text("key")
+    try:
+        key = rc.canonical_key(key)
+    except ConfigError as e:
+        raise t.error("key", str(e)) from None
+    selection = Selection(key=key, by=t.text("by", "epochs_to_target"))
+    if selection.by not in SELECT_BY:
+        raise t.error("by", f"{selection.by!r} is not valid; choose {', '.join(SELECT_BY)}")
+    return selection
+
+
+def _parse_arms(top: _Table, path: str, selection: Selection | None) -> dict[str, Arm]:
     arms_t = _Table(top.get("arms", dict), path, "arms", tuple(top.data["arms"]))
     if len(arms_t.data) < 2:
         raise top.error("arms", "needs at least two arms")
@@ -405,17 +430,10 @@ def parse(data: Mapping[str, Any], path: str = "<spec>", name: str = "spec") -> 
         if grid is not None and selection is None:
             raise t.error("grid", "needs a [selection] table saying which key the grid sets")
         arms[arm_name] = Arm(arm_name, t.text("about", ""), t.deltas("set"), grid or ())
+    return arms
 
-    baseline = top.text("baseline", next(iter(arms)))
-    if baseline not in arms:
-        raise top.error("baseline", f"{baseline!r} is not an arm; arms: {', '.join(arms)}")
-    metrics = top.strings("metrics", choices=tuple(METRICS))
-    if not metrics:
-        raise top.error("metrics", "must name at least one metric")
-    target = top.number("target", None)
-    if target is not None and not 0 < target < 1:
-        raise top.error("target", f"{target!r} is not valid; a training-error fraction in (0, 1)")
 
+def _parse_scales(top: _Table, path: str, arms: Mapping[str, Arm], selection: Selection | None) -> dict[str, Scale]:
     scales_t = _Table(top.get("scales", dict), path, "scales", SCALES)
     scales: dict[str, Scale] = {}
     for s in SCALES:
@@ -439,60 +457,58 @@ def parse(data: Mapping[str, Any], path: str = "<spec>", name: str = "spec") -> 
                 raise at.error("grid", "needs a [selection] table saying which key the grid sets")
             sarms[arm_name] = ScaleArm(at.deltas("set"), grid)
         scales[s] = Scale(s, model, seeds, t.deltas("set"), sarms, t.text("notes", ""))
+    return scales
 
-    claims = []
-    raw_claims = top.get("claims", list, [])
-    for i, raw in enumerate(raw_claims):
-        t = _Table(raw, path, f"claims[{i}]", CLAIM_KEYS)
-        arm, against = t.text("arm"), t.text("against")
-        for key, v in (("arm", arm), ("against", against)):
-            if v not in arms:
-                raise t.error(key, f"{v!r} is not an arm; arms: {', '.join(arms)}")
-        if arm == against:
-            raise t.error("against", "must differ from arm")
-        kind = t.get("kind", str, "about", choices=KINDS)
-        unit = t.get("unit", str, choices=UNITS)
-        if kind == "direction":
-            if "paper" in t.data:
-                raise t.error("paper", "not used with kind = \"direction\" (say `direction` instead)")
-            paper, direction = None, t.get("direction", str, choices=DIRECTIONS)
-            tolerance = t.number("tolerance", 0.0, low=0.0)
-        else:
-            if "direction" in t.data:
-                raise t.error("direction", f"only with kind = \"direction\" (kind is {kind!r})")
-            paper, direction = t.number("paper"), None
-            tolerance = t.number("tolerance", low=0.0)
-            null = 1.0 if unit == "x" else 0.0
-            if paper == null:
-                raise t.error("paper", f"{paper:g} means no effect; use kind = \"direction\" or a non-null value")
-            if unit == "x" and paper <= 0:
-                raise t.error("paper", f"{paper:g} is not a valid ratio; must be > 0")
-        claim_scales = t.strings("scales", SCALES, choices=SCALES)
-        claims.append(Claim(
-            arm=arm, against=against, metric=t.get("metric", str, choices=tuple(METRICS)), unit=unit, kind=kind,
-            paper=paper, direction=direction, tolerance=tolerance, section=t.text("section"),
-            quote=t.text("quote"), source=t.text("source"), note=t.text("note", ""), scales=claim_scales,
-        ))
 
-    if selection is not None:
-        for arm_name in arms:
-            for s in SCALES:
-                over = scales[s].arms.get(arm_name)
-                if not arms[arm_name].grid and not (over and over.grid):
-                    raise ConfigError(f"{path}: arms.{arm_name}.grid: missing (required with [selection]; "
-                                      f"or give scales.{s}.arms.{arm_name}.grid)")
-
-    spec = AblationSpec(
-        name=name, path=path, title=top.text("title"), section=top.text("section"), question=top.text("question"),
-        baseline=baseline, metrics=metrics, arms=arms, scales=scales, claims=tuple(claims),
-        base=top.deltas("base"), notes=top.text("notes", ""), target=target, selection=selection,
+def _parse_claim(raw: Any, path: str, where: str, arms: Mapping[str, Arm]) -> Claim:
+    t = _Table(raw, path, where, CLAIM_KEYS)
+    arm, against = t.text("arm"), t.text("against")
+    for key, v in (("arm", arm), ("against", against)):
+        if v not in arms:
+            raise t.error(key, f"{v!r} is not an arm; arms: {', '.join(arms)}")
+    if arm == against:
+        raise t.error("against", "must differ from arm")
+    kind = t.get("kind", str, "about", choices=KINDS)
+    unit = t.get("unit", str, choices=UNITS)
+    if kind == "direction":
+        if "paper" in t.data:
+            raise t.error("paper", "not used with kind = \"direction\" (say `direction` instead)")
+        paper, direction = None, t.get("direction", str, choices=DIRECTIONS)
+        tolerance = t.number("tolerance", 0.0, low=0.0)
+    else:
+        if "direction" in t.data:
+            raise t.error("direction", f"only with kind = \"direction\" (kind is {kind!r})")
+        paper, direction = t.number("paper"), None
+        tolerance = t.number("tolerance", low=0.0)
+        null = 1.0 if unit == "x" else 0.0
+        if paper == null:
+            raise t.error("paper", f"{paper:g} means no effect; use kind = \"direction\" or a non-null value")
+        if unit == "x" and paper <= 0:
+            raise t.error("paper", f"{paper:g} is not a valid ratio; must be > 0")
+    claim_scales = t.strings("scales", SCALES, choices=SCALES)
+    return Claim(
+        arm=arm, against=against, metric=t.get("metric", str, choices=tuple(METRICS)), unit=unit, kind=kind,
+        paper=paper, direction=direction, tolerance=tolerance, section=t.text("section"),
+        quote=t.text("quote"), source=t.text("source"), note=t.text("note", ""), scales=claim_scales,
     )
-    # Every arm at every scale must make a valid config for its model (e.g. model-specific keys).
+
+
+def _check_grids(path: str, arms: Mapping[str, Arm], scales: Mapping[str, Scale]) -> None:
+    """With [selection], every arm has a grid at every scale."""
+    for arm_name in arms:
+        for s in SCALES:
+            over = scales[s].arms.get(arm_name)
+            if not arms[arm_name].grid and not (over and over.grid):
+                raise ConfigError(f"{path}: arms.{arm_name}.grid: missing (required with [selection]; "
+                                  f"or give scales.{s}.arms.{arm_name}.grid)")
+
+
+def _check_configs(spec: AblationSpec, path: str) -> None:
+    """Every arm at every scale must make a valid config for its model (e.g. model-specific keys)."""
     for s in SCALES:
-        for arm_name in arms:
+        for arm_name in spec.arms:
             for value in spec.grid(arm_name, s) or (None,):
                 try:
                     spec.config(arm_name, s, seed=0, grid_value=value)
                 except ConfigError as e:
                     raise ConfigError(f"{path}: scales.{s} + arms.{arm_name}: {e}") from None
-    return spec

@@ -2,14 +2,10 @@
 
     cfg --> model, PaperSGD, lr schedule, data loaders --> epochs --> run directory
 
-A run directory holds everything needed to trust and to continue a run:
-
-    config.json     the resolved RunConfig and its hash
-    env.json        torch version, device, threads, git revision, command (repro.provenance)
-    dataset.json    which data: name, sizes, checksum of the arrays, synthetic or not
-    metrics.jsonl   one row per epoch (errors are fractions; the reports print percentages)
-    checkpoint.pt   model, optimizer, scheduler, every RNG state, epoch, the metrics so far
-    summary.json    written last: status finished | target-reached | diverged
+A run directory (its files: repro.rundir) holds everything needed to trust and to continue
+a run: the resolved config, the environment, the dataset's identity, one metrics row per
+epoch, a checkpoint (model, optimizer, scheduler, every RNG state, epoch, the metrics so
+far) and, written last, a summary whose status is finished | target-reached | diverged.
 
 The checkpoint is written atomically at the end of every epoch, and everything random in
 an epoch (order, crops, flips, colour noise) is a pure function of (seed, epoch), with the
@@ -24,29 +20,28 @@ nets use their layer files' step schedules instead (repro.models.registry).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro import distributed, placement, provenance
-from repro.config import RunConfig
+from repro import distributed, placement, provenance, rundir
+from repro.config import DataConfig, RunConfig
 from repro.data import Dataset, Loader, load_dataset
 from repro.errors import ConfigError, DivergedError
-from repro.files import write_json, write_text
+from repro.files import atomic
 from repro.models import build
 from repro.optim import PaperSGD
 
-TERMINAL = ("finished", "target-reached", "diverged")
 CHECK_EVERY = 25  # steps between non-finite-loss checks (each check syncs a GPU)
 
 
@@ -71,18 +66,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device 'mps' requested but MPS is not available here")
     return device
-
-
-def write_metrics(path: Path, rows: list[dict]) -> None:
-    """metrics.jsonl: one JSON row per epoch, rewritten whole (and atomically) each epoch."""
-    write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def read_summary(out: Path) -> dict | None:
-    try:
-        return json.loads((out / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -170,30 +153,90 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     Raises ConfigError if `out` holds another config's run.
     """
     out = Path(out)
-    done = read_summary(out)
-    if done and done.get("status") in TERMINAL and done.get("hash") == cfg.hash():
-        if done["status"] == "diverged":
-            raise DivergedError(f"run already diverged (recorded in {out / 'summary.json'}); "
-                                "lower the lr (--set lr=...) or use another --out")
+    done = _stored_summary(cfg, out)
+    if done is not None:
         return done
     _check_same_run(out, cfg)
+    s = _setup(cfg, out)
+    start_epoch, drops, history = _resume_or_start(s)
+
+    total_steps = len(s.train_loader) * cfg.epochs
+    status = rundir.TARGET_REACHED if history and _target_reached(cfg, history[-1]) else rundir.FINISHED
+    # killed after the checkpoint of its last epoch but before summary.json: train no further
+    last_epoch = start_epoch if history and _should_stop(cfg, history[-1], drops) else cfg.epochs
+    wall0 = time.perf_counter()
+    progress = _Progress(quiet or not s.lead, log and s.lead, f"{cfg.model.name} seed {cfg.seed}", total_steps,
+                         s.step)
+    try:
+        for epoch in range(start_epoch + 1, last_epoch + 1):
+            row = _train_epoch(s, epoch, progress, on_step, total_steps)
+            history.append(row)
+            drops += _schedule_step(s, row)
+            if s.lead:
+                _save_checkpoint(rundir.checkpoint_path(out), s.model, s.opt, s.sched, s.device, epoch, drops,
+                                 history, cfg)
+                rundir.write_metrics(out, history)
+            progress.epoch_done(row)
+            if _target_reached(cfg, row):
+                status = rundir.TARGET_REACHED
+            if _should_stop(cfg, row, drops):
+                break
+    except _Diverged as d:
+        _record_divergence(s, history, d, wall0)
+    finally:
+        progress.close()
+    return _finish(s, status, history, wall0)
+
+
+@dataclass
+class _Session:
+    """Everything one run trains with: where, on what data, which model and optimizer."""
+
+    cfg: RunConfig
+    out: Path
+    rank: int
+    world: int
+    device: torch.device
+    ds: Dataset
+    data_cfg: DataConfig
+    per_rank: int
+    train_loader: Loader
+    val_loader: Loader
+    model: nn.Module
+    net: nn.Module  # the model as trained: DDP-wrapped and/or compiled
+    opt: torch.optim.Optimizer
+    sched: Any
+    amp: Callable[[], Any]
+    memory_format: torch.memory_format
+    step: int = 0  # optimizer steps so far, over all epochs
+    warned: bool = False  # the "not learning" warning was given
+
+    @property
+    def lead(self) -> bool:
+        return self.rank == 0
+
+
+def _stored_summary(cfg: RunConfig, out: Path) -> dict | None:
+    """A finished run's stored summary; DivergedError for a run that diverged; None otherwise."""
+    done = rundir.read_summary(out)
+    if done and done.get("status") in rundir.TERMINAL and done.get("hash") == cfg.hash():
+        if done["status"] == rundir.DIVERGED:
+            raise DivergedError(f"run already diverged (recorded in {out / rundir.SUMMARY}); "
+                                "lower the lr (--set lr=...) or use another --out")
+        return done
+    return None
+
+
+def _setup(cfg: RunConfig, out: Path) -> _Session:
+    """Devices and threads, the data loaders, the model, its optimizer and lr schedule."""
     rank, world = distributed.rank(), distributed.world_size()
-    lead = rank == 0
-    if lead:
+    if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
     device = resolve_device(cfg.runtime.device) if world == 1 else distributed.device(cfg.runtime.device)
     columns_on = placement.resolve_devices(cfg, world)  # --devices: the two columns on two devices
     device = columns_on[0] if columns_on else device  # data, labels and logits live on column 1's device
-    if cfg.runtime.threads:
-        torch.set_num_threads(cfg.runtime.threads)
-    if cfg.runtime.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = False
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    _set_runtime(cfg, device)
 
     torch.manual_seed(cfg.seed)  # the init draws
     ds: Dataset = load_dataset(cfg.data, cfg.model.num_classes, cfg.model.input_size)
@@ -219,147 +262,167 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
         net = torch.compile(net)
     use_bf16 = cfg.runtime.bf16 and device.type == "cuda"
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
+    return _Session(cfg, out, rank, world, device, ds, data_cfg, per_rank, train_loader, val_loader, model, net, opt,
+                    sched, amp, memory_format)
 
+
+def _set_runtime(cfg: RunConfig, device: torch.device) -> None:
+    """Threads and (non-)deterministic kernels."""
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    if cfg.runtime.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def _resume_or_start(s: _Session) -> tuple[int, int, list[dict]]:
+    """(epochs done, lr drops, metrics rows) from the checkpoint, or a fresh start whose
+    config and dataset are recorded; then the environment (each resume noted) and metrics."""
+    cfg, out = s.cfg, s.out
     history: list[dict] = []
     start_epoch, drops = 0, 0
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = rundir.checkpoint_path(out)
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)  # never runs code from the file
+        ckpt = torch.load(ckpt_path, map_location=s.device, weights_only=True)  # never runs code from the file
         if ckpt["hash"] != cfg.hash():
             raise ConfigError(f"{out}: holds a different run (hash {ckpt['hash']}, this config {cfg.hash()}); "
                               "use another --out")
-        placement.load_states(model, opt, ckpt["model"], ckpt["optimizer"])  # single-device layout
-        sched.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"], device)
+        placement.load_states(s.model, s.opt, ckpt["model"], ckpt["optimizer"])  # single-device layout
+        s.sched.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"], s.device)
         start_epoch, drops, history = ckpt["epoch"], ckpt["drops"], ckpt["history"]
-    elif lead:
-        write_json(out / "config.json", {"config": cfg.to_dict(), "hash": cfg.hash()})
-        write_json(out / "dataset.json", ds.identity)
-    if lead:
-        env = provenance.environment(device) | {"world_size": world}
+    elif s.lead:
+        rundir.write_config(out, cfg)
+        rundir.write_dataset(out, s.ds.identity)
+    if s.lead:
+        env = provenance.environment(s.device) | {"world_size": s.world}
         if start_epoch:  # keep the original record; note each resume
-            first = json.loads((out / "env.json").read_text()) if (out / "env.json").exists() else env
+            first = rundir.read_env(out) or env
             env = first | {"resumes": first.get("resumes", []) + [env | {"from_epoch": start_epoch}]}
-        write_json(out / "env.json", env)
-        write_metrics(out / "metrics.jsonl", history)
+        rundir.write_env(out, env)
+        rundir.write_metrics(out, history)
+    s.step = len(s.train_loader) * start_epoch
+    return start_epoch, drops, history
 
-    steps_per_epoch = len(train_loader)
-    total_steps = steps_per_epoch * cfg.epochs
-    step = steps_per_epoch * start_epoch
-    status = "target-reached" if history and _target_reached(cfg, history[-1]) else "finished"
-    # killed after the checkpoint of its last epoch but before summary.json: train no further
-    last_epoch = start_epoch if history and _should_stop(cfg, history[-1], drops) else cfg.epochs
-    wall0 = time.perf_counter()
+
+def _train_epoch(s: _Session, epoch: int, progress: _Progress, on_step: Callable[[int, int], None] | None,
+                 total_steps: int) -> dict:
+    """One pass over the training data, then the validation set: the epoch's metrics row."""
+    cfg, device, net, opt, amp, memory_format = s.cfg, s.device, s.net, s.opt, s.amp, s.memory_format
+    s.model.train()
+    distributed.seed_epoch(cfg.seed, epoch)  # DDP: each rank its own dropout masks
+    t0 = time.perf_counter()
+    data_s = compute_s = 0.0
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    wrong = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    steps_per_epoch = len(s.train_loader)
+    batches = iter(s.train_loader.epoch(epoch))
+    for i in range(steps_per_epoch):
+        td = time.perf_counter()
+        x, y = next(batches)
+        x = x.contiguous(memory_format=memory_format)
+        tc = time.perf_counter()
+        data_s += tc - td
+        with amp():
+            logits = net(x)
+            loss = F.cross_entropy(logits.float(), y)  # mean over the batch: paper §5's <dL/dw>_D
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach().double() * y.shape[0]
+        wrong += (logits.detach().argmax(1) != y).sum()
+        seen += y.shape[0]
+        s.step += 1
+        if (i + 1) % CHECK_EVERY == 0 or i + 1 == steps_per_epoch:
+            if not distributed.all_finite(loss_sum):  # every rank agrees, so all stop together
+                raise _Diverged(epoch, s.step, loss.item())
+            _warn_if_stalled(s, loss_sum, seen, progress)
+        compute_s += time.perf_counter() - tc
+        progress.advance(s.step, seen * s.world / max(time.perf_counter() - t0, 1e-9))
+        if on_step is not None:
+            on_step(s.step, total_steps)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    n_all, loss_all, wrong_all = distributed.sum_scalars(device, seen, loss_sum, wrong)
+    val = evaluate(net, s.val_loader, device, amp)
+    if not math.isfinite(val["loss"]):  # the last step's update broke the weights
+        raise _Diverged(epoch, s.step, val["loss"])
+    seconds = time.perf_counter() - t0
+    return {
+        "epoch": epoch,
+        "lr": opt.param_groups[0]["lr"],
+        "train_loss": loss_all / n_all,
+        "train_error": wrong_all / n_all,  # top-1 over this epoch's training batches
+        "val_loss": val["loss"],
+        "val_error": val["error"],
+        "val_top5_error": val["top5_error"],
+        "seconds": seconds,
+        "data_seconds": data_s,
+        "compute_seconds": compute_s,
+        "images_per_second": n_all / seconds,
+        "images": int(n_all),
+        "steps": s.step,
+    }
+
+
+def _warn_if_stalled(s: _Session, loss_sum: torch.Tensor, seen: int, progress: _Progress) -> None:
+    """Once, after cfg.stall_steps: warn if the mean loss still sits near ln(classes)."""
+    cfg = s.cfg
+    if s.warned or s.step < cfg.stall_steps:
+        return
     ln_c = math.log(cfg.model.num_classes)
-    warned = False
+    mean_loss = loss_sum.item() / seen
+    if abs(mean_loss - ln_c) < 0.02 * ln_c:
+        s.warned = True
+        progress.warn(
+            f"warning: loss {mean_loss:.3f} still sits at ln({cfg.model.num_classes})={ln_c:.3f} "
+            f"after {s.step} steps: the net is not learning. Try another init "
+            f"(--set init=caffe or bias_init=0.1) or lr (--set lr=...).")
 
-    progress = _Progress(quiet or not lead, log and lead, f"{cfg.model.name} seed {cfg.seed}", total_steps, step)
-    try:
-        for epoch in range(start_epoch + 1, last_epoch + 1):
-            model.train()
-            distributed.seed_epoch(cfg.seed, epoch)  # DDP: each rank its own dropout masks
-            t0 = time.perf_counter()
-            data_s = compute_s = 0.0
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-            wrong = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
-            batches = iter(train_loader.epoch(epoch))
-            for i in range(steps_per_epoch):
-                td = time.perf_counter()
-                x, y = next(batches)
-                x = x.contiguous(memory_format=memory_format)
-                tc = time.perf_counter()
-                data_s += tc - td
-                with amp():
-                    logits = net(x)
-                    loss = F.cross_entropy(logits.float(), y)  # mean over the batch: paper §5's <dL/dw>_D
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach().double() * y.shape[0]
-                wrong += (logits.detach().argmax(1) != y).sum()
-                seen += y.shape[0]
-                step += 1
-                if (i + 1) % CHECK_EVERY == 0 or i + 1 == steps_per_epoch:
-                    if not distributed.all_finite(loss_sum):  # every rank agrees, so all stop together
-                        raise _Diverged(epoch, step, loss.item())
-                    if not warned and step >= cfg.stall_steps:
-                        mean_loss = loss_sum.item() / seen
-                        if abs(mean_loss - ln_c) < 0.02 * ln_c:
-                            warned = True
-                            progress.warn(
-                                f"warning: loss {mean_loss:.3f} still sits at ln({cfg.model.num_classes})={ln_c:.3f} "
-                                f"after {step} steps: the net is not learning. Try another init "
-                                f"(--set init=caffe or bias_init=0.1) or lr (--set lr=...).")
-                compute_s += time.perf_counter() - tc
-                progress.advance(step, seen * world / max(time.perf_counter() - t0, 1e-9))
-                if on_step is not None:
-                    on_step(step, total_steps)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            n_all, loss_all, wrong_all = distributed.sum_scalars(device, seen, loss_sum, wrong)
-            val = evaluate(net, val_loader, device, amp)
-            if not math.isfinite(val["loss"]):  # the last step's update broke the weights
-                raise _Diverged(epoch, step, val["loss"])
-            seconds = time.perf_counter() - t0
-            row = {
-                "epoch": epoch,
-                "lr": opt.param_groups[0]["lr"],
-                "train_loss": loss_all / n_all,
-                "train_error": wrong_all / n_all,  # top-1 over this epoch's training batches
-                "val_loss": val["loss"],
-                "val_error": val["error"],
-                "val_top5_error": val["top5_error"],
-                "seconds": seconds,
-                "data_seconds": data_s,
-                "compute_seconds": compute_s,
-                "images_per_second": n_all / seconds,
-                "images": int(n_all),
-                "steps": step,
-            }
-            history.append(row)
-            before = [g["lr"] for g in opt.param_groups]
-            if cfg.optim.schedule == "plateau":
-                sched.step(val["error"])
-            else:
-                sched.step()
-            if [g["lr"] for g in opt.param_groups] < before:
-                drops += 1
-            if lead:
-                _save_checkpoint(ckpt_path, model, opt, sched, device, epoch, drops, history, cfg)
-                write_metrics(out / "metrics.jsonl", history)
-            progress.epoch_done(row)
-            if _target_reached(cfg, row):
-                status = "target-reached"
-            if _should_stop(cfg, row, drops):
-                break
-    except _Diverged as d:
-        summary = _summary(cfg, "diverged", history, None, wall0)
-        # str: json.dumps would write a bare NaN/Infinity, which is not JSON
-        summary["diverged_at"] = {"epoch": d.epoch, "step": d.step, "loss": str(d.loss)}
-        if lead:
-            write_metrics(out / "metrics.jsonl", history)
-            write_json(out / "summary.json", summary)
-        raise DivergedError(f"run diverged: loss {d.loss} at epoch {d.epoch}, step {d.step}; "
-                            f"recorded in {out / 'summary.json'}. Lower the lr (--set lr=...).") from None
-    finally:
-        progress.close()
 
+def _schedule_step(s: _Session, row: dict) -> int:
+    """Step the lr schedule after an epoch (plateau: on its validation error); 1 if the lr dropped."""
+    before = [g["lr"] for g in s.opt.param_groups]
+    if s.cfg.optim.schedule == "plateau":
+        s.sched.step(row["val_error"])
+    else:
+        s.sched.step()
+    return int([g["lr"] for g in s.opt.param_groups] < before)
+
+
+def _record_divergence(s: _Session, history: list[dict], d: _Diverged, wall0: float) -> None:
+    """Record the run as diverged (summary.json) and raise DivergedError."""
+    summary = _summary(s.cfg, rundir.DIVERGED, history, None, wall0)
+    # str: json.dumps would write a bare NaN/Infinity, which is not JSON
+    summary["diverged_at"] = {"epoch": d.epoch, "step": d.step, "loss": str(d.loss)}
+    if s.lead:
+        rundir.write_metrics(s.out, history)
+        rundir.write_summary(s.out, summary)
+    raise DivergedError(f"run diverged: loss {d.loss} at epoch {d.epoch}, step {d.step}; "
+                        f"recorded in {s.out / rundir.SUMMARY}. Lower the lr (--set lr=...).") from None
+
+
+def _finish(s: _Session, status: str, history: list[dict], wall0: float) -> dict:
+    """The test-set evaluation (with a holdout), then summary.json, written last."""
     test = None
-    if cfg.data.holdout > 0:
-        test = evaluate(net, Loader(ds, "test", max(per_rank, 256), device, train=False, cfg=data_cfg,
-                                    seed=cfg.seed, shard=(rank, world)), device, amp)
-    summary = _summary(cfg, status, history, test, wall0)
-    if lead:
-        write_json(out / "summary.json", summary)
+    if s.cfg.data.holdout > 0:
+        test = evaluate(s.net, Loader(s.ds, "test", max(s.per_rank, 256), s.device, train=False, cfg=s.data_cfg,
+                                      seed=s.cfg.seed, shard=(s.rank, s.world)), s.device, s.amp)
+    summary = _summary(s.cfg, status, history, test, wall0)
+    if s.lead:
+        rundir.write_summary(s.out, summary)
     return summary
 
 
 def _check_same_run(out: Path, cfg: RunConfig) -> None:
     """ConfigError if `out` already holds a run of another config (config.json, else checkpoint)."""
-    try:
-        stored = json.loads((out / "config.json").read_text()).get("hash")
-    except (OSError, json.JSONDecodeError, AttributeError):
+    stored = rundir.stored_hash(out)
+    if stored is None:
         return  # no config.json (or a torn one): the checkpoint's hash is checked on resume
     if stored != cfg.hash():
         raise ConfigError(f"{out}: holds a different run (hash {stored}, this config {cfg.hash()}); "
@@ -383,14 +446,14 @@ class _Diverged(Exception):
 
 
 def _save_checkpoint(path, model, opt, sched, device, epoch, drops, history, cfg) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({
+    state = {
         "hash": cfg.hash(), "epoch": epoch, "drops": drops, "history": history,
         "model": placement.model_state(model), "optimizer": placement.optimizer_state(model, opt),
         "scheduler": sched.state_dict(),
         "rng": rng_state(device),
-    }, tmp)
-    os.replace(tmp, path)
+    }
+    with atomic(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _summary(cfg: RunConfig, status: str, history: list[dict], test: dict | None, wall0: float) -> dict:

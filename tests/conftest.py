@@ -4,13 +4,16 @@
 from ../shared (shared/tools/cifar10.py, about 10 s) into a temporary folder. Tests that
 use it are skipped, with the reason, where ../shared is not beside the repository.
 `isolated_cache`: an empty $XDG_CACHE_HOME and no $REPRO_DATA for one test.
-`one_thread`: torch on one intra-op thread for one test (see its docstring).
+`one_thread`: torch on one intra-op thread for one test (see its docstring);
+`one_thread_module`: the same for a whole module.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,11 +44,27 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     return cache / "repro"
 
 
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture
 def one_thread():
-    """Run torch on one intra-op thread: on a shared 2-core machine, 2 OpenMP threads make
-    small tensor ops ~100x slower whenever the other core is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    """Run torch on one intra-op thread (restored afterwards, also after code that sets it,
+    such as repro.train.run with runtime.threads): on a shared 2-core machine, 2 OpenMP
+    threads make small tensor ops ~100x slower whenever the other core is busy."""
+    with _threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """`one_thread` for every test of a module (`pytestmark = pytest.mark.usefixtures(...)`)."""
+    with _threads(1):
+        yield

@@ -8,7 +8,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -17,14 +16,14 @@ import pytest
 from filelock import FileLock
 from rich.console import Console
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from repro import ablate, spec_file
+from repro.ablation import plan
+from repro.errors import ConfigError
+from tests.fixtures import fake_trainer
+from tests.fixtures.ablating import run_ablation
+from tests.fixtures.toml_writer import dumps
 
-from repro import ablate, spec_file  # noqa: E402
-from repro.errors import ConfigError  # noqa: E402
-from tests.fixtures import fake_trainer  # noqa: E402
-from tests.fixtures.toml_writer import dumps  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _quiet_console() -> Console:
@@ -34,8 +33,8 @@ def _quiet_console() -> Console:
 def _ablate(name, tmp_path, **kw):
     kw.setdefault("scale", "smoke")
     kw.setdefault("quiet", True)
-    return ablate.run_ablation(name, results_dir=tmp_path / "results", reports_dir=tmp_path / "reports",
-                               trainer=kw.pop("trainer", fake_trainer.run), **kw)
+    return run_ablation(name, results_dir=tmp_path / "results", reports_dir=tmp_path / "reports",
+                        trainer=kw.pop("trainer", fake_trainer.run), **kw)
 
 
 def _log(path: Path) -> list[tuple[int, str, int]]:
@@ -49,38 +48,38 @@ def _log(path: Path) -> list[tuple[int, str, int]]:
 
 def test_expansion_is_arms_by_seeds_with_stable_hashes():
     spec = spec_file.load("lrn")
-    ov = ablate.run_overrides(spec, None, None, None, None)
-    runs = ablate.main_runs(spec, "smoke", [0, 1, 2], ov)
+    ov = plan.run_overrides(spec, None, None, None, None)
+    runs = plan.main_runs(spec, "smoke", [0, 1, 2], ov)
     assert [(r.arm, r.seed) for r in runs] == [(a, s) for a in ("on", "off") for s in (0, 1, 2)]
-    assert [r.hash for r in runs] == [r.hash for r in ablate.main_runs(spec_file.load("lrn"), "smoke", [0, 1, 2], ov)]
+    assert [r.hash for r in runs] == [r.hash for r in plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1, 2], ov)]
     assert len({r.hash for r in runs}) == 6  # seed- and arm-sensitive
     r = runs[0]
     assert r.rel == Path("lrn", "on", f"0-{r.hash}") and r.cfg.seed == 0 and r.cfg.model.norm == "lrn"
     assert runs[3].cfg.model.norm == "none" and runs[3].cfg.data.dataset == "synthetic"
     # where and how fast a run executes is not part of its identity; its budget is
-    moved = ablate.main_runs(spec, "smoke", [0], ablate.run_overrides(spec, None, "/data", "cuda:1", None))
+    moved = plan.main_runs(spec, "smoke", [0], plan.run_overrides(spec, None, "/data", "cuda:1", None))
     assert moved[0].hash == r.hash and moved[0].cfg.runtime.device == "cuda:1"
     assert moved[0].cfg.data.data_dir == "/data"
-    longer = ablate.main_runs(spec, "smoke", [0], ablate.run_overrides(spec, 5, None, None, {"lr": "0.01"}))
+    longer = plan.main_runs(spec, "smoke", [0], plan.run_overrides(spec, 5, None, None, {"lr": "0.01"}))
     assert longer[0].hash != r.hash and longer[0].cfg.epochs == 5 and longer[0].cfg.optim.lr == 0.01
-    assert ablate.total_runs(spec, "smoke", [0, 1, 2]) == 6
+    assert plan.total_runs(spec, "smoke", [0, 1, 2]) == 6
 
 
 def test_selection_expansion():
     spec = spec_file.load("activation")
-    sel = ablate.selection_runs(spec, "smoke", [0, 1, 2], {})
+    sel = plan.selection_runs(spec, "smoke", [0, 1, 2], {})
     assert [(r.arm, r.grid_value, r.seed, r.stage) for r in sel] == [
         ("relu", 0.002, 0, "selection"), ("relu", 0.004, 0, "selection"),
         ("tanh", 0.002, 0, "selection"), ("tanh", 0.004, 0, "selection")]
     assert sel[0].rel == Path("activation", "relu", "lr-0.002", f"0-{sel[0].hash}")
     assert sel[0].cfg.optim.lr == 0.002 and sel[2].cfg.epochs == 6 and sel[0].cfg.epochs == 4
-    main = ablate.main_runs(spec, "smoke", [0, 1, 2], {}, {"relu": 0.004, "tanh": None})
+    main = plan.main_runs(spec, "smoke", [0, 1, 2], {}, {"relu": 0.004, "tanh": None})
     assert [(r.arm, r.seed, r.cfg.optim.lr) for r in main] == [("relu", 1, 0.004), ("relu", 2, 0.004)]
-    assert ablate.total_runs(spec, "smoke", [0, 1, 2]) == 4 + 2 * 2
+    assert plan.total_runs(spec, "smoke", [0, 1, 2]) == 4 + 2 * 2
     with pytest.raises(ConfigError, match="chooses optim.lr per arm"):
-        ablate.run_overrides(spec, None, None, None, {"lr": "0.1"})
+        plan.run_overrides(spec, None, None, None, {"lr": "0.1"})
     with pytest.raises(ConfigError, match="--seeds"):
-        ablate.run_overrides(spec, None, None, None, {"seed": "1"})
+        plan.run_overrides(spec, None, None, None, {"seed": "1"})
 
 
 def test_default_scale(tmp_path, monkeypatch):
@@ -91,7 +90,7 @@ def test_default_scale(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "\n" not in msg and all(s in msg for s in ("--data-dir", "$REPRO_DATA", "--download", "--scale smoke"))
     with pytest.raises(ConfigError):
-        ablate.run_ablation("lrn", results_dir=tmp_path / "r", reports_dir=tmp_path / "p", quiet=True)
+        run_ablation("lrn", results_dir=tmp_path / "r", reports_dir=tmp_path / "p", quiet=True)
     (tmp_path / "d" / "cifar-10-batches-py").mkdir(parents=True)
     assert ablate.default_scale(tmp_path / "d") == "cifar"
     monkeypatch.setenv("REPRO_DATA", str(tmp_path / "d"))
@@ -133,7 +132,7 @@ def test_run_then_rerun_trains_nothing(tmp_path):
 def test_partial_run_resumes(tmp_path):
     """A run with a checkpoint but no summary is handed to the trainer, which resumes it."""
     spec = spec_file.load("lrn")
-    r = ablate.main_runs(spec, "smoke", [0], {})[0]
+    r = plan.main_runs(spec, "smoke", [0], {})[0]
     d = tmp_path / "results" / r.rel
     with pytest.raises(KeyboardInterrupt):
         def interrupted(cfg, out, on_step=None, **kw):
@@ -142,7 +141,7 @@ def test_partial_run_resumes(tmp_path):
                     raise KeyboardInterrupt
             return fake_trainer.run(cfg, out, on_step=stop, **kw)
         _ablate("lrn", tmp_path, seeds=1, trainer=interrupted)
-    assert ablate.state(d) == "partial"  # and not "running": the lock went with the interrupted run
+    assert plan.state(d) == "partial"  # and not "running": the lock went with the interrupted run
     [out] = _ablate("lrn", tmp_path, seeds=1)
     rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in rows] == [1, 2, 3] and out.trained == 2
@@ -151,8 +150,8 @@ def test_partial_run_resumes(tmp_path):
 def _runner(name: str, tmp: str, epochs: int, env: dict) -> None:
     """A second `repro ablate` process (forked: no second torch import), quiet, with the fake trainer."""
     os.environ.update(env)
-    ablate.run_ablation(name, scale="smoke", epochs=epochs, results_dir=Path(tmp) / "results",
-                        reports_dir=Path(tmp) / "reports", quiet=True, trainer=fake_trainer.run)
+    run_ablation(name, scale="smoke", epochs=epochs, results_dir=Path(tmp) / "results",
+                 reports_dir=Path(tmp) / "reports", quiet=True, trainer=fake_trainer.run)
 
 
 def _start(name: str, tmp_path: Path, epochs: int, env: dict) -> mp.Process:
@@ -179,8 +178,8 @@ def test_kill_and_rerun_loses_nothing_and_repeats_nothing(tmp_path, monkeypatch)
     proc.join()
     before = _log(log)
     assert 6 <= len(before) < 16
-    runs = ablate.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {"epochs": 4})
-    states = Counter(ablate.state(tmp_path / "results" / r.rel) for r in runs)
+    runs = plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {"epochs": 4})
+    states = Counter(plan.state(tmp_path / "results" / r.rel) for r in runs)
     assert states["done"] >= 1 and states["partial"] == 1
     monkeypatch.setenv("FAKE_TRAIN_LOG", str(log))
     [out] = _ablate("lrn", tmp_path, epochs=4)
@@ -207,7 +206,7 @@ def test_two_concurrent_runners_never_train_a_run_twice(tmp_path):
     for pid, h, _ in entries:
         trainers[h].add(pid)
     assert all(len(p) == 1 for p in trainers.values())  # no run was trained by both
-    for r in ablate.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {"epochs": 3}):
+    for r in plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {"epochs": 3}):
         d = tmp_path / "results" / r.rel
         assert json.loads((d / "summary.json").read_text())["status"] == "finished"
         assert len((d / "metrics.jsonl").read_text().splitlines()) == 3
@@ -218,7 +217,7 @@ def test_locked_run_is_deferred_then_waited_for(tmp_path):
     """A run locked by someone else is skipped at first and waited for at the end; if it is
     still unfinished when the lock is released, this process trains it."""
     spec = spec_file.load("lrn")
-    first = ablate.main_runs(spec, "smoke", [0, 1], {})[0]
+    first = plan.main_runs(spec, "smoke", [0, 1], {})[0]
     d = tmp_path / "results" / first.rel
     d.parent.mkdir(parents=True)
     order = []
@@ -231,10 +230,10 @@ def test_locked_run_is_deferred_then_waited_for(tmp_path):
 
     holder = FileLock(str(d) + ".lock")
     holder.acquire()
-    assert ablate.state(d) == "running"
+    assert plan.state(d) == "running"
     [out] = _ablate("lrn", tmp_path, trainer=trainer)
     assert order[-1] == first.hash and len(order) == 4 and out.trained == 4
-    assert ablate.state(d) == "done"
+    assert plan.state(d) == "done"
 
 
 def test_diverged_runs_are_recorded_and_not_retried(tmp_path):
@@ -281,7 +280,7 @@ def test_dry_run_lists_runs_and_states(tmp_path):
     assert "activation at scale smoke: 6 runs" in console.file.getvalue()
     assert not (tmp_path / "results").exists() and not (tmp_path / "reports").exists()  # a dry run writes nothing
     _ablate("activation", tmp_path)
-    first = ablate.selection_runs(spec_file.load("activation"), "smoke", [0, 1], {})[0]
+    first = plan.selection_runs(spec_file.load("activation"), "smoke", [0, 1], {})[0]
     d = tmp_path / "results" / first.rel
     (d / "summary.json").unlink()  # as if interrupted
     [out] = _ablate("activation", tmp_path, dry_run=True)
@@ -298,15 +297,15 @@ def test_end_to_end_with_the_real_trainer(tmp_path):
     and a rerun that trains nothing."""
     pytest.importorskip("repro.train")
     spec = REPO / "tests" / "fixtures" / "tiny.toml"
-    [out] = ablate.run_ablation(str(spec), scale="smoke", results_dir=tmp_path / "results",
-                                reports_dir=tmp_path / "reports", quiet=True, device="cpu")
+    [out] = run_ablation(str(spec), scale="smoke", results_dir=tmp_path / "results",
+                         reports_dir=tmp_path / "reports", quiet=True, device="cpu")
     assert (out.trained, out.diverged) == (4, 0)
     text = out.report.read_text(encoding="utf-8")
     assert text.startswith("> **Smoke scale") and "| dataset       | synthetic (sha256 " in text
     assert "cpu" in text and "2 / 2" in text
-    for r in ablate.main_runs(spec_file.load(spec), "smoke", [0, 1], {}):
+    for r in plan.main_runs(spec_file.load(spec), "smoke", [0, 1], {}):
         d = tmp_path / "results" / r.rel
-        assert ablate.state(d) == "done" and (d / "env.json").exists() and (d / "dataset.json").exists()
-    [again] = ablate.run_ablation(str(spec), scale="smoke", results_dir=tmp_path / "results",
-                                  reports_dir=tmp_path / "reports", quiet=True, device="cpu")
+        assert plan.state(d) == "done" and (d / "env.json").exists() and (d / "dataset.json").exists()
+    [again] = run_ablation(str(spec), scale="smoke", results_dir=tmp_path / "results",
+                           reports_dir=tmp_path / "reports", quiet=True, device="cpu")
     assert (again.trained, again.skipped) == (0, 4)

@@ -1,5 +1,5 @@
-"""Tests for `repro ablate --jobs N / --plan / --only` (repro.fanout). Training is the fake
-trainer (tests/fixtures/fake_trainer.py) in spawned workers, except one plan command that a
+"""Tests for `repro ablate --jobs N / --plan / --only` (repro.ablation.pool, repro.ablation.plan).
+Training is the fake trainer (tests/fixtures/fake_trainer.py) in spawned workers, except one plan command that a
 real shell runs with the real trainer on tiny synthetic data (one thread)."""
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from repro import config, spec_file
+from repro.ablation import plan, pool
+from repro.cli import app
+from repro.errors import ConfigError, ReproError
+from repro.models import make_config
+from tests.fixtures import fake_trainer, fanout_trainers
+from tests.fixtures.ablating import run_ablation
 
-from repro import ablate, config, fanout, spec_file  # noqa: E402
-from repro.cli import app  # noqa: E402
-from repro.errors import ConfigError, ReproError  # noqa: E402
-from tests.fixtures import fake_trainer, fanout_trainers  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _log(path: Path) -> list[tuple[int, str, int]]:
@@ -43,12 +44,12 @@ def test_jobs_trains_every_run_once_in_parallel_and_selection_first(tmp_path, mo
     log = tmp_path / "train.log"
     monkeypatch.setenv("FAKE_TRAIN_LOG", str(log))  # the spawned workers inherit the environment
     monkeypatch.setenv("FAKE_EPOCH_SECONDS", "0.1")
-    monkeypatch.setattr(fanout, "cpu_count", lambda: 8)  # 8 CPUs over 2 workers: 4 threads each
-    [out] = ablate.run_ablation("activation", scale="smoke", quiet=True, trainer=fake_trainer.run, jobs=2,
-                                **_dirs(tmp_path))
+    monkeypatch.setattr(pool, "cpu_count", lambda: 8)  # 8 CPUs over 2 workers: 4 threads each
+    [out] = run_ablation("activation", scale="smoke", quiet=True, trainer=fake_trainer.run, jobs=2,
+                         **_dirs(tmp_path))
     spec = spec_file.load("activation")
-    sel = ablate.selection_runs(spec, "smoke", [0, 1], {})
-    main = ablate.main_runs(spec, "smoke", [0, 1], {}, {"relu": 0.004, "tanh": 0.004})
+    sel = plan.selection_runs(spec, "smoke", [0, 1], {})
+    main = plan.main_runs(spec, "smoke", [0, 1], {}, {"relu": 0.004, "tanh": 0.004})
     assert (out.total, out.trained, out.skipped, out.diverged, out.failed) == (6, 6, 0, 0, 0)
     entries = _log(log)
     assert Counter((h, e) for _, h, e in entries) == Counter(set((h, e) for _, h, e in entries))  # each epoch once
@@ -86,27 +87,27 @@ def test_jobs_records_divergence_and_survives_crashing_workers(tmp_path, one_thr
 
     path = tmp_path / "divergy.toml"
     path.write_text(dumps(d), encoding="utf-8")
-    [out] = ablate.run_ablation(str(path), scale="smoke", quiet=True, trainer=fake_trainer.run, jobs=2,
-                                **_dirs(tmp_path / "a"))
+    [out] = run_ablation(str(path), scale="smoke", quiet=True, trainer=fake_trainer.run, jobs=2,
+                         **_dirs(tmp_path / "a"))
     assert (out.diverged, out.trained, out.failed) == (2, 4, 0)
     m = json.loads((tmp_path / "a" / "results" / "divergy" / "manifest-smoke.json").read_text())
     assert m["selection"]["chosen"] == {"relu": 0.002, "tanh": 0.004}
 
     with pytest.raises(ReproError) as e:
-        ablate.run_ablation("lrn", scale="smoke", quiet=True, trainer=fanout_trainers.crashing, jobs=2,
-                            **_dirs(tmp_path / "b"))
+        run_ablation("lrn", scale="smoke", quiet=True, trainer=fanout_trainers.crashing, jobs=2,
+                     **_dirs(tmp_path / "b"))
     msg = str(e.value)
     assert "\n" not in msg and "2 run(s) failed" in msg and "lrn/off" in msg
-    for r in ablate.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {}):
-        assert ablate.state(tmp_path / "b" / "results" / r.rel) == ("done" if r.arm == "on" else "pending")
+    for r in plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {}):
+        assert plan.state(tmp_path / "b" / "results" / r.rel) == ("done" if r.arm == "on" else "pending")
 
 
 def test_placement():
-    cfg = config.make_config("cifar-80sec")
-    assert fanout.placement(cfg, 3, n_cuda=2, threads=4) == {"runtime.device": "cuda:1", "runtime.threads": 4}
-    assert fanout.placement(cfg, 3, n_cuda=1, threads=1) == {"runtime.threads": 1}  # one device: all share it
+    cfg = make_config("cifar-80sec")
+    assert pool.worker_runtime(cfg, 3, n_cuda=2, threads=4) == {"runtime.device": "cuda:1", "runtime.threads": 4}
+    assert pool.worker_runtime(cfg, 3, n_cuda=1, threads=1) == {"runtime.threads": 1}  # one device: all share it
     pinned = config.apply(cfg, {"runtime.device": "cpu", "runtime.threads": 2})
-    assert fanout.placement(pinned, 1, n_cuda=4, threads=8) == {}  # what the user set wins
+    assert pool.worker_runtime(pinned, 1, n_cuda=4, threads=8) == {}  # what the user set wins
 
 
 # ----------------------------------------------------------------------------- --plan and --only
@@ -124,7 +125,7 @@ def test_plan_commands_create_exactly_the_pending_runs(tmp_path, monkeypatch, on
     monkeypatch.setattr("repro.train.run", fake_trainer.run)  # what `repro ablate` trains with
     where = ["--results", str(tmp_path / "results"), "--reports", str(tmp_path / "reports")]
     spec = spec_file.load("activation")
-    sel = ablate.selection_runs(spec, "smoke", [0, 1], {})
+    sel = plan.selection_runs(spec, "smoke", [0, 1], {})
 
     held = FileLock(str(tmp_path / "results" / sel[1].rel) + ".lock")  # "another process" is training it
     (tmp_path / "results" / sel[1].rel).parent.mkdir(parents=True)
@@ -134,7 +135,7 @@ def test_plan_commands_create_exactly_the_pending_runs(tmp_path, monkeypatch, on
     lines = text.splitlines()
     commands = [x for x in lines if not x.startswith("#")]
     assert lines[:len(commands)] == commands  # commands first: lines 1..K for an array job
-    assert [shlex.split(c)[-1] for c in commands] == [fanout.selector(r) for r in (sel[0], sel[2], sel[3])]
+    assert [shlex.split(c)[-1] for c in commands] == [plan.selector(r) for r in (sel[0], sel[2], sel[3])]
     assert any("running in another process" in x and sel[1].label in x for x in lines)
     assert any("main-seed commands (seed 1) appear after the selection runs" in x for x in lines)
     assert lines[-1] == f"# after all runs: repro report activation --scale smoke {' '.join(where)}"
@@ -147,23 +148,23 @@ def test_plan_commands_create_exactly_the_pending_runs(tmp_path, monkeypatch, on
             _cli(args[1:])
             *_, sel_arg = args
             d = tmp_path / "results" / "activation" / sel_arg
-            assert ablate.state(d) == "done" and json.loads((d / "config.json").read_text())["hash"] == d.name[2:]
+            assert plan.state(d) == "done" and json.loads((d / "config.json").read_text())["hash"] == d.name[2:]
 
     execute(commands)
     text = _cli(["ablate", "activation", "--scale", "smoke", *where, "--plan"])
     again = [x for x in text.splitlines() if not x.startswith("#")]
-    chosen = ablate.choose(spec, sel, tmp_path / "results")
+    chosen = plan.choose(spec, sel, tmp_path / "results")
     assert chosen["relu"] is None and chosen["tanh"] is not None  # tanh's grid is done, relu's is not
-    tanh_main = ablate.main_runs(spec, "smoke", [0, 1], {}, chosen)
+    tanh_main = plan.main_runs(spec, "smoke", [0, 1], {}, chosen)
     assert [r.arm for r in tanh_main] == ["tanh"]
-    assert [shlex.split(c)[-1] for c in again] == [fanout.selector(r) for r in (sel[1], *tanh_main)]
+    assert [shlex.split(c)[-1] for c in again] == [plan.selector(r) for r in (sel[1], *tanh_main)]
     assert any("(relu): the main-seed commands (seed 1) appear after" in x for x in text.splitlines())
     execute(again)
     text = _cli(["ablate", "activation", "--scale", "smoke", *where, "--plan"])
     main = [x for x in text.splitlines() if not x.startswith("#")]
-    chosen = ablate.choose(spec, sel, tmp_path / "results")
-    assert [shlex.split(c)[-1] for c in main] == [fanout.selector(r) for r in
-                                                   ablate.main_runs(spec, "smoke", [0, 1], {}, chosen)
+    chosen = plan.choose(spec, sel, tmp_path / "results")
+    assert [shlex.split(c)[-1] for c in main] == [plan.selector(r) for r in
+                                                   plan.main_runs(spec, "smoke", [0, 1], {}, chosen)
                                                    if r.arm == "relu"]
     assert not any("appear after" in x for x in text.splitlines())
     execute(main)
@@ -177,18 +178,18 @@ def test_plan_commands_create_exactly_the_pending_runs(tmp_path, monkeypatch, on
 
 def test_only_checks_what_it_names(tmp_path, one_thread):
     spec = spec_file.load("activation")
-    sel = ablate.selection_runs(spec, "smoke", [0, 1], {})
+    sel = plan.selection_runs(spec, "smoke", [0, 1], {})
     kw = dict(scale="smoke", quiet=True, trainer=fake_trainer.run, **_dirs(tmp_path))
     for bad, why in [("relu/1", "not all done"), ("relu/0", "selection grid"), ("relu", "expected ARM/SEED"),
-                     ("gelu/0", "no such run"), (f"{fanout.selector(sel[0])[:-3]}abc", "changed since --plan")]:
+                     ("gelu/0", "no such run"), (f"{plan.selector(sel[0])[:-3]}abc", "changed since --plan")]:
         with pytest.raises(ConfigError, match=why) as e:
-            ablate.run_ablation("activation", only=[bad], **kw)
+            run_ablation("activation", only=[bad], **kw)
         assert "\n" not in str(e.value)
-    [out] = ablate.run_ablation("activation", only=[fanout.selector(sel[0], with_hash=False)], **kw)
-    assert (out.total, out.trained) == (1, 1) and ablate.state(tmp_path / "results" / sel[0].rel) == "done"
+    [out] = run_ablation("activation", only=[plan.selector(sel[0], with_hash=False)], **kw)
+    assert (out.total, out.trained) == (1, 1) and plan.state(tmp_path / "results" / sel[0].rel) == "done"
     assert not (tmp_path / "reports").exists()  # --only leaves the report to `repro report`
     with pytest.raises(ConfigError, match="not of `all`"):
-        ablate.run_ablation("all", only=["on/0"], **kw)
+        run_ablation("all", only=["on/0"], **kw)
     result = CliRunner().invoke(app, ["ablate", "lrn", "--scale", "smoke", "--jobs", "0"])
     assert result.exit_code != 0 and "--jobs 0: must be at least 1" in str(result.exception)
 
@@ -200,20 +201,20 @@ def test_plan_command_runs_in_a_shell_with_the_real_trainer(tmp_path):
     spec_path = REPO / "tests" / "fixtures" / "tiny.toml"
     out = tmp_path / "plan.txt"
     with out.open("w") as f:
-        ablate.run_ablation(str(spec_path), scale="smoke", seeds=1, device="cpu", overrides={"runtime.threads": "1"},
-                            results_dir=tmp_path / "results", reports_dir=tmp_path / "reports", plan=True, stream=f)
+        run_ablation(str(spec_path), scale="smoke", seeds=1, device="cpu", overrides={"runtime.threads": "1"},
+                     results_dir=tmp_path / "results", reports_dir=tmp_path / "reports", plan=True, stream=f)
     lines = out.read_text().splitlines()
     assert len([x for x in lines if not x.startswith("#")]) == 2
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1"}
     subprocess.run(["bash", "-c", f'sed -n "1p" {shlex.quote(str(out))} | bash'], cwd=tmp_path, env=env, check=True,
                    capture_output=True, timeout=120)
-    run = ablate.main_runs(spec_file.load(spec_path), "smoke", [0], {})[0]  # the first arm's seed 0
-    assert lines[0].endswith(f"--only {fanout.selector(run)}")
+    run = plan.main_runs(spec_file.load(spec_path), "smoke", [0], {})[0]  # the first arm's seed 0
+    assert lines[0].endswith(f"--only {plan.selector(run)}")
     d = tmp_path / "results" / run.rel
-    assert ablate.state(d) == "done" and json.loads((d / "config.json").read_text())["hash"] == run.hash
+    assert plan.state(d) == "done" and json.loads((d / "config.json").read_text())["hash"] == run.hash
     left = [x for x in out.read_text().splitlines() if not x.startswith("#")]
     with out.open("w") as f:
-        ablate.run_ablation(str(spec_path), scale="smoke", seeds=1, device="cpu", overrides={"runtime.threads": "1"},
-                            results_dir=tmp_path / "results", reports_dir=tmp_path / "reports", plan=True, stream=f)
+        run_ablation(str(spec_path), scale="smoke", seeds=1, device="cpu", overrides={"runtime.threads": "1"},
+                     results_dir=tmp_path / "results", reports_dir=tmp_path / "reports", plan=True, stream=f)
     assert [x for x in out.read_text().splitlines() if not x.startswith("#")] == left[1:]

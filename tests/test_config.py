@@ -24,10 +24,10 @@ from repro.config import (
     apply,
     flatten,
     from_dict,
-    make_config,
     parse_sets,
 )
 from repro.errors import ConfigError
+from repro.models import make_config
 
 SETTINGS = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -76,8 +76,8 @@ def test_every_key_is_settable_bare_and_dotted():
     assert set(TOP_LEVEL) <= set(all_keys())
     for key in all_keys():
         bare = key.split(".")[-1]
-        assert config._canonical_key(key) == key
-        assert config._canonical_key(bare) == key  # no field name is shared by two sections today
+        assert config.canonical_key(key) == key
+        assert config.canonical_key(bare) == key  # no field name is shared by two sections today
 
 
 @pytest.mark.parametrize("key", ["learning_rate", "optim.learning_rate", "model.lr", "", "opt.lr", "runtime.lr"])
@@ -100,7 +100,7 @@ def test_ambiguous_key(monkeypatch):
         apply(RunConfig(), {"lr": "0.5"})
     msg = str(e.value)
     assert "ambiguous" in msg and "optim.lr" in msg and "extra.lr" in msg and "\n" not in msg
-    assert config._canonical_key("optim.lr") == "optim.lr"  # the dotted form still works
+    assert config.canonical_key("optim.lr") == "optim.lr"  # the dotted form still works
 
 
 def test_section_must_be_a_table():
@@ -128,7 +128,7 @@ def test_section_must_be_a_table():
     ("activation", "tanh", "tanh"), ("device", "cuda:1", "cuda:1"),
 ])
 def test_coercion(key, value, expected):
-    got = _get(apply(RunConfig(), {key: value}), config._canonical_key(key))
+    got = _get(apply(RunConfig(), {key: value}), config.canonical_key(key))
     assert got == expected and type(got) is type(expected)
 
 
@@ -141,7 +141,7 @@ def test_coercion(key, value, expected):
 def test_bad_values_are_one_line_config_errors(key, value):
     with pytest.raises(ConfigError) as e:
         apply(RunConfig(), {key: value})
-    assert "\n" not in str(e.value) and config._canonical_key(key) in str(e.value)
+    assert "\n" not in str(e.value) and config.canonical_key(key) in str(e.value)
 
 
 @pytest.mark.parametrize("key", sorted(CHOICES))

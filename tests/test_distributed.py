@@ -22,7 +22,7 @@ import torch
 import torch.multiprocessing as mp
 
 from repro import distributed
-from repro.config import make_config
+from repro.models import make_config
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2

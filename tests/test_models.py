@@ -22,11 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from repro.config import ModelConfig, make_config
+from repro.config import ModelConfig
 from repro.errors import ConfigError
 from repro.layers import LocallyConnected2d, LocalResponseNorm, SpatialResponseNorm
-from repro.models import ENTRIES, build, names
+from repro.models import ENTRIES, build, make_config, names
 from repro.models.common import ColumnwiseLRN, Conv2dCeil
+
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 SETTINGS = settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=4, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -65,16 +67,6 @@ def trace_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int
     b = x.shape[0]
     assert all(s[0] == b for _, s in seen), seen
     return [(n, s[1:]) for n, s in seen]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_for_module():
-    """These tensors are small: on a shared 2-core machine one intra-op thread is several
-    times faster than two (no spin-waiting on a busy core). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from repro import placement
-from repro.config import make_config
 from repro.errors import ConfigError
-from repro.models import build
+from repro.models import build, make_config
 from repro.optim import PaperSGD
 from repro.placement import TwoColumnAlexNet, place_columns
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from repro import report, spec_file
+from repro.errors import ReproError
+from repro.report import effect_text
+from repro.stats import CONTRADICTED, INCONCLUSIVE, REPRODUCED, measure, verdict, welch_interval
+from tests.fixtures.rundirs import make_manifest, make_run
 
-from repro import report, spec_file  # noqa: E402
-from repro.errors import ReproError  # noqa: E402
-from repro.report import CONTRADICTED, INCONCLUSIVE, REPRODUCED, measure, verdict, welch_interval  # noqa: E402
-from tests.fixtures.rundirs import make_manifest, make_run  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SETTINGS = settings(max_examples=100, deadline=None)
 FINITE = dict(allow_nan=False, allow_infinity=False)
@@ -182,23 +180,23 @@ def test_measure_units_and_censoring():
     eff = measure([0.10, 0.12, 0.11], [0.13, 0.14, 0.15], "pp")
     d, lo, hi = welch_interval([10, 12, 11], [13, 14, 15])
     assert (eff.estimate, eff.lo, eff.hi) == pytest.approx((d, lo, hi)) and eff.n_arm == 3
-    assert eff.text().startswith("-3.00 pp [")
+    assert effect_text(eff).startswith("-3.00 pp [")
     r = measure([30.0, 36.0, 40.0], [6.0, 6.0, 7.0], "x")
     gd, glo, ghi = welch_interval(np.log([30, 36, 40]), np.log([6, 6, 7]))
     assert (r.estimate, r.lo, r.hi) == pytest.approx((math.exp(gd), math.exp(glo), math.exp(ghi)))
     c = measure([30.0, 30.0, 30.0], [6.0, 5.0, 7.0], "x", a_censored=True)  # tanh hit its cap
-    assert c.bound == "≥" and c.hi == math.inf and c.lo > 1 and c.text().startswith("≥ 5.0")
-    assert c.text().endswith("∞)")
+    assert c.bound == "≥" and c.hi == math.inf and c.lo > 1 and effect_text(c).startswith("≥ 5.0")
+    assert effect_text(c).endswith("∞)")
     b = measure([0.1, 0.2], [0.3, 0.4], "pp", b_censored=True)
     assert b.lo == -math.inf and b.bound == "≤"
     one = measure([0.1], [0.2, 0.3], "pp")
-    assert math.isnan(one.lo) and "no interval" in one.text()
+    assert math.isnan(one.lo) and "no interval" in effect_text(one)
     nan = measure([math.nan, 0.1, 0.2], [0.3, 0.4], "pp")  # missing values are dropped
     assert nan.n_arm == 2 and not math.isnan(nan.lo)
     same = measure([0.4, 0.4, 0.4], [0.4, 0.4], "pp")  # identical arms: exactly no effect, a point interval
     assert (same.estimate, same.lo, same.hi) == (0.0, 0.0, 0.0)
     empty = measure([], [0.1, 0.2], "pp")
-    assert math.isnan(empty.estimate) and empty.text().startswith("n/a")
+    assert math.isnan(empty.estimate) and effect_text(empty).startswith("n/a")
     assert math.isnan(measure([0.0, 1.0], [1.0, 2.0], "x").estimate)  # a ratio needs positive values
 
 

@@ -1,4 +1,4 @@
-"""Tests for `repro spec` (repro.spec and repro.cli).
+"""Tests for `repro spec` (repro.layer_table and repro.cli).
 
 Most go through typer's CliRunner, which calls `repro.cli.app` directly. The CLI's one-line
 error handling lives in `repro.cli.main()`, which wraps `app()`; CliRunner does not see it (it
@@ -13,12 +13,13 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from repro import cli
 from repro.errors import ConfigError, ReproError
 from repro.models import names
+
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 MODELS = ["alexnet", "alexnet-cifar", "cifar-80sec", "cifar-18pct", "cifar-19pct", "cifar-11pct", "cifar-13pct"]
 # Exact parameter counts; see tests/test_models.py (PARAM_COUNTS) for the arithmetic.
@@ -26,15 +27,6 @@ PARAMS = {"alexnet": 60_965_224, "alexnet-cifar": 708_970, "cifar-80sec": 145_57
           "cifar-19pct": 89_578, "cifar-11pct": 2_112_970, "cifar-13pct": 1_116_490}
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_for_module():
-    """Small tensors on a shared 2-core machine: one intra-op thread is faster. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def spec_json(*args: str) -> dict:

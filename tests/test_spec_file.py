@@ -6,22 +6,19 @@ import copy
 import dataclasses
 import math
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from repro import config as rc
+from repro import spec_file
+from repro.errors import ConfigError
+from repro.models import registry
+from tests.fixtures.toml_writer import dumps
 
-from repro import config as rc  # noqa: E402
-from repro import spec_file  # noqa: E402
-from repro.errors import ConfigError  # noqa: E402
-from repro.models import registry  # noqa: E402
-from tests.fixtures.toml_writer import dumps  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 FACTS = REPO.parent / "shared" / "reference" / "alexnet-facts.md"
 SHIPPED = ["activation", "bias-init", "dropout", "gpus", "lrn", "lrn-vs-batchnorm", "pca-colour", "pooling", "ten-crop"]

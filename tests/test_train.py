@@ -23,8 +23,11 @@ import pytest
 import torch
 
 import repro.train as train
-from repro.config import from_dict, make_config
+from repro.config import from_dict
 from repro.errors import ConfigError, DivergedError
+from repro.models import make_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 LN10 = math.log(10)
@@ -38,15 +41,6 @@ SUMMARY_KEYS = {"status", "hash", "epochs_run", "epochs_to_target", "target_trai
                 "test_is_val", "wall_seconds", "session_seconds", "total_images", "finished_at"}
 TIMING_ROW = {"seconds", "data_seconds", "compute_seconds", "images_per_second"}
 TIMING_SUMMARY = {"wall_seconds", "session_seconds", "finished_at"}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """run() sets the thread count from runtime.threads; restore torch's afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny(model: str = "cifar-80sec", **overrides):

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repro.errors import DataError
+from repro.errors import DataError, one_line
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))  # cuda-convnet's batches 1-5
@@ -48,10 +48,6 @@ HOW_TO_GET = (
     "pass --data-dir D (a folder holding cifar-10-batches-py/), set $REPRO_DATA, "
     "use --download to fetch it, or --dataset synthetic to run without it"
 )
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def cache_dir() -> Path:
@@ -105,7 +101,7 @@ def download(root: str | os.PathLike | None = None) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         download_and_extract_archive(URL, download_root=str(root), md5=MD5)
     except Exception as e:  # network, disk, or md5 mismatch: all mean "no data"
-        raise DataError(f"downloading {URL} into {root} failed: {_one_line(e)}") from e
+        raise DataError(f"downloading {URL} into {root} failed: {one_line(e)}") from e
     return root / FOLDER
 
 
@@ -163,7 +159,7 @@ def _unpickle(path: Path) -> object:
     except DataError as e:  # from find_class or the _codecs stand-in
         raise e if str(path) in str(e) else DataError(f"{path}: {e}") from None
     except Exception as e:  # EOFError (truncated), UnpicklingError, ValueError, ... (corrupt)
-        raise DataError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {_one_line(e)[:200]})") from None
+        raise DataError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {one_line(e)[:200]})") from None
 
 
 def load_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

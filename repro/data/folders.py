@@ -51,15 +51,12 @@ import torch
 
 from repro.data import augment
 from repro.data.cifar10 import cache_dir
-from repro.errors import DataError
+from repro.errors import DataError, one_line
+from repro.files import atomic
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png", ".webp")
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 GT_DIRS = (".", "devkit", "devkit/data", "ILSVRC2012_devkit_t12/data")
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def _is_image(name: str) -> bool:
@@ -113,7 +110,7 @@ def decode(path: str | os.PathLike, size: int) -> torch.Tensor:
     try:
         img = _DECODE(str(path))
     except Exception as e:
-        raise DataError(f"{path}: cannot decode image ({_one_line(e)[:160]})") from None
+        raise DataError(f"{path}: cannot decode image ({one_line(e)[:160]})") from None
     return preprocess(img, size)
 
 
@@ -209,7 +206,7 @@ def _devkit_wnids(meta: Path) -> list[str]:
         synsets = scipy.io.loadmat(str(meta), squeeze_me=True)["synsets"]
         leaves = [(int(s["ILSVRC2012_ID"]), str(s["WNID"])) for s in synsets if int(s["num_children"]) == 0]
     except Exception as e:
-        raise DataError(f"{meta}: not a readable ILSVRC devkit meta.mat ({_one_line(e)[:120]})") from None
+        raise DataError(f"{meta}: not a readable ILSVRC devkit meta.mat ({one_line(e)[:120]})") from None
     return [w for _, w in sorted(leaves)]
 
 
@@ -338,10 +335,8 @@ def load_or_compute_stats(ds: FolderDataset, suffix: str = "") -> dict[str, torc
     stats = compute_stats(ds)
     for p in paths:
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-            torch.save({"key": key, **stats}, tmp)
-            os.replace(tmp, p)
+            with atomic(p) as tmp:
+                torch.save({"key": key, **stats}, tmp)
             break
         except OSError:
             continue  # not writable: try the next place

@@ -2,18 +2,19 @@
 
 An entry's `defaults` are config overrides (see repro.config) applied before any user
 setting: the model's size and class count, its data and augmentation, its optimizer
-settings and schedule. `repro spec`, `repro train` and the ablation specs all start here.
+settings and schedule. `repro spec`, `repro train` and the ablation specs all start here,
+through `make_config`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from repro.config import ModelConfig
+from repro.config import ModelConfig, RunConfig, apply
 from repro.errors import ConfigError
 from repro.models import alexnet, cuda_convnet
 
@@ -106,3 +107,13 @@ def get(name: str) -> ModelEntry:
 def build(cfg: ModelConfig) -> nn.Module:
     """The net `cfg` describes, initialized as its paper or layer file says."""
     return get(cfg.name).build(cfg)
+
+
+def make_config(model: str, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """The model's own defaults (its paper or layer file), then `overrides`."""
+    entry = get(model)
+    cfg = apply(RunConfig(model=ModelConfig(name=model)), entry.defaults)
+    cfg = apply(cfg, overrides or {})
+    if cfg.model.name != model:
+        raise ConfigError("model.name is chosen with --model, not --set")
+    return cfg

@@ -1,0 +1,338 @@
+"""Planning an ablation: which runs it has, what state they are in, what was chosen. Trains nothing.
+
+    spec (ablations/NAME.toml) x scale x seeds  ->  Run(arm, seed, RunConfig)
+    each Run's directory is     <results>/<ablation>/<arm>/<seed>-<config hash>/
+    a selection run's is        <results>/<ablation>/<arm>/<key>-<value>/<seed>-<hash>/
+
+Selection (Figure 1's "learning rate chosen independently ... to make training as fast as
+possible"): for a spec with a [selection] table, each arm first trains every value of its
+grid on the first seed; the value reaching the target in the fewest epochs (ties: the
+lower final training error, then the earlier grid entry) is kept (`choose`), and the other
+seeds run with it. The winning selection run is that arm's first-seed run.
+
+`<results>/<ablation>/manifest-<scale>.json` records which run directories make up the
+ablation at that scale (and what was chosen); `repro report` reads it and the run
+directories, and nothing else. `write_manifest` is its one writer.
+
+`--only` names runs by `selector` (`arm/seed-hash`, `arm/lr-0.004/seed-hash`); `--plan`
+lists one command per pending run (`plan_commands`); `--dry-run` shows `dry_run_rows`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from repro import records, rundir
+from repro.ablation.request import AblationRequest
+from repro.config import RunConfig, canonical_key
+from repro.errors import ConfigError
+from repro.spec_file import AblationSpec
+
+state = rundir.state  # done | diverged | running | partial | pending
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of an ablation."""
+
+    ablation: str
+    arm: str
+    seed: int
+    cfg: RunConfig
+    stage: str = "main"  # "main" or "selection"
+    grid_key: str | None = None  # selection: the config key the grid sets
+    grid_value: float | None = None
+
+    @property
+    def hash(self) -> str:
+        return self.cfg.hash()
+
+    @property
+    def rel(self) -> Path:
+        """The run directory, relative to the results directory."""
+        parts = [self.ablation, self.arm]
+        if self.stage == "selection":
+            parts.append(f"{self.grid_key.split('.')[-1]}-{self.grid_value:g}")
+        return Path(*parts, rundir.dir_name(self.seed, self.hash))
+
+    @property
+    def label(self) -> str:
+        grid = f" {self.grid_key.split('.')[-1]}={self.grid_value:g}" if self.grid_key else ""
+        return f"{self.ablation}/{self.arm}{grid} seed {self.seed}"
+
+    def record(self, main: bool) -> dict[str, Any]:
+        """This run's entry in the manifest."""
+        return {"arm": self.arm, "seed": self.seed, "stage": self.stage, "grid_key": self.grid_key,
+                "grid_value": self.grid_value, "hash": self.hash, "dir": self.rel.as_posix(), "main": main}
+
+
+# ----------------------------------------------------------------------------- expansion
+
+
+def run_overrides(
+    spec: AblationSpec, epochs: int | None, data_dir: str | None, device: str | None,
+    overrides: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Command-line settings, applied to every run after the spec's own."""
+    out: dict[str, Any] = {}
+    for k, v in (overrides or {}).items():
+        key = canonical_key(k)
+        if spec.selection is not None and key == spec.selection.key:
+            raise ConfigError(f"--set {k}: {spec.name} chooses {key} per arm from a grid; edit the grid in {spec.path}")
+        if key == "seed":
+            raise ConfigError("--set seed: use --seeds N")
+        out[key] = v
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs {epochs}: must be at least 1")
+        out["epochs"] = epochs
+    if device is not None:
+        out["runtime.device"] = device
+    if data_dir is not None:
+        out["data.data_dir"] = str(data_dir)
+    return out
+
+
+def selection_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any]) -> list[Run]:
+    """Every grid value of every arm, on the first seed (none without a [selection] table)."""
+    if spec.selection is None:
+        return []
+    key = spec.selection.key
+    return [Run(spec.name, arm, seeds[0], spec.config(arm, scale, seeds[0], v, overrides), "selection", key, v)
+            for arm in spec.arms for v in spec.grid(arm, scale)]
+
+
+def main_runs(
+    spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
+    chosen: Mapping[str, float | None] | None = None,
+) -> list[Run]:
+    """arms x seeds. With selection, the first seed is the winning selection run, so only the
+    other seeds are listed, and only for arms whose value is chosen."""
+    if spec.selection is None:
+        return [Run(spec.name, arm, s, spec.config(arm, scale, s, None, overrides)) for arm in spec.arms for s in seeds]
+    out = []
+    for arm in spec.arms:
+        v = (chosen or {}).get(arm)
+        if v is None:
+            continue
+        out += [Run(spec.name, arm, s, spec.config(arm, scale, s, v, overrides), "main", spec.selection.key, v)
+                for s in seeds[1:]]
+    return out
+
+
+def total_runs(spec: AblationSpec, scale: str, seeds: Sequence[int]) -> int:
+    if spec.selection is None:
+        return len(spec.arms) * len(seeds)
+    return sum(len(spec.grid(a, scale)) for a in spec.arms) + len(spec.arms) * (len(seeds) - 1)
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def choose(spec: AblationSpec, runs: Sequence[Run], results: Path) -> dict[str, float | None]:
+    """Per arm, the grid value whose run reached the target in the fewest epochs (ties: lower
+    final training error, then grid order). None for an arm with an unfinished grid or one
+    where every value diverged."""
+    chosen: dict[str, float | None] = {}
+    for arm in spec.arms:
+        best = None
+        for i, r in enumerate(x for x in runs if x.arm == arm):
+            s = rundir.read_summary(results / r.rel)
+            if s is None or s.get("status") not in rundir.TERMINAL:
+                best = None
+                break
+            if s["status"] == rundir.DIVERGED:
+                continue
+            ept, censored = records.run_values(results / r.rel, spec)["epochs_to_target"]
+            key = (math.inf if censored or ept is None or math.isnan(ept) else ept,
+                   _or_inf(s.get("final_train_error")), i)
+            if best is None or key < best[0]:
+                best = (key, r.grid_value)
+        chosen[arm] = None if best is None else best[1]
+    return chosen
+
+
+def _or_inf(x: Any) -> float:
+    return math.inf if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def chosen_so_far(spec: AblationSpec, sel: Sequence[Run], results: Path) -> dict[str, float | None] | None:
+    """`choose` for a spec with selection runs; None for one without."""
+    return choose(spec, sel, results) if sel else None
+
+
+def all_diverged(sel: Sequence[Run], arm: str, results: Path) -> bool:
+    """Whether every selection run of `arm` is terminal (then, with nothing chosen, all diverged)."""
+    return all(rundir.status(results / r.rel) in rundir.TERMINAL for r in sel if r.arm == arm)
+
+
+# ----------------------------------------------------------------------------- the manifest
+
+
+def manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
+             chosen: Mapping[str, float | None] | None) -> dict:
+    """The manifest with what is chosen so far: the selection runs (a winner marked main)
+    and the main runs of every arm with a chosen value (all of them without selection)."""
+    sel = selection_runs(spec, scale, seeds, overrides)
+    main = main_runs(spec, scale, seeds, overrides, chosen)
+    chosen = dict(chosen or {})
+    winners = {(r.arm, r.grid_value) for r in sel if chosen.get(r.arm) == r.grid_value}
+    runs = [r.record(main=(r.arm, r.grid_value) in winners) for r in sel] + [r.record(main=True) for r in main]
+    return {
+        "ablation": spec.name, "scale": scale, "spec": spec.path,
+        "spec_sha256": spec.sha256,
+        "seeds": list(seeds), "overrides": {k: v for k, v in overrides.items() if k != "data.data_dir"},
+        "selection": ({"key": spec.selection.key, "by": spec.selection.by, "chosen": chosen}
+                      if spec.selection else None),
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "runs": runs,
+    }
+
+
+def write_manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
+                   results: Path, chosen: Mapping[str, float | None] | None) -> Path:
+    """Write the manifest (see `manifest`) into place atomically; return its path."""
+    path = rundir.manifest_path(results, spec.name, scale)
+    rundir.write_manifest(path, manifest(spec, scale, seeds, overrides, chosen))
+    return path
+
+
+def update_manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
+                    results: Path) -> Path:
+    """Rewrite the manifest from what is on disk now, under a lock, so that concurrent
+    `--only` processes leave the most recent state (a later writer sees at least as much)."""
+    path = rundir.manifest_path(results, spec.name, scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rundir.lock(path):
+        chosen = chosen_so_far(spec, selection_runs(spec, scale, seeds, overrides), results)
+        write_manifest(spec, scale, seeds, overrides, results, chosen)
+    return path
+
+
+# ----------------------------------------------------------------------------- --only
+
+
+_LAST = re.compile(r"(\d+)(?:-([0-9a-f]+))?")
+
+
+def selector(run: Run, with_hash: bool = True) -> str:
+    """`arm/seed-hash` (main) or `arm/lr-0.004/seed-hash` (selection): the run directory
+    below the ablation's folder; without the hash, what `--only` also accepts."""
+    parts = list(run.rel.parts[1:])
+    if not with_hash:
+        parts[-1] = str(run.seed)
+    return "/".join(parts)
+
+
+def only_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any], results: Path,
+              selectors: Sequence[str]) -> list[Run]:
+    """The runs `--only` names, in the order given; a one-line ConfigError for any other."""
+    sel = selection_runs(spec, scale, seeds, overrides)
+    chosen = chosen_so_far(spec, sel, results)
+    index = {selector(r, with_hash=False): r for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]}
+    out: list[Run] = []
+    for s in selectors:
+        *head, last = s.strip().strip("/").split("/")
+        m = _LAST.fullmatch(last)
+        if not head or m is None:
+            grid = f"{spec.selection.short}-VALUE/" if spec.selection is not None else ""
+            raise ConfigError(f"--only {s}: expected ARM/SEED or ARM/{grid}SEED, "
+                              "optionally ending in -HASH (as --plan prints)")
+        key, want = "/".join([*head, m.group(1)]), m.group(2)
+        run = index.get(key)
+        if run is None:
+            raise _not_a_run(spec, scale, seeds, results, sel, index, s, head, int(m.group(1)))
+        if want is not None and want != run.hash:
+            raise ConfigError(f"--only {s}: this spec and these options give {key} the hash {run.hash}, not {want}; "
+                              "the spec or the options changed since --plan: rerun --plan")
+        if run not in out:
+            out.append(run)
+    return out
+
+
+def _not_a_run(spec: AblationSpec, scale: str, seeds: Sequence[int], results: Path, sel: Sequence[Run],
+               index: Mapping[str, Run], s: str, head: list[str], seed: int) -> ConfigError:
+    """Why `--only s` names no run: a main seed waiting for its grid, a grid that diverged, or no such run."""
+    arm = head[0]
+    if spec.selection is not None and len(head) == 1 and arm in spec.arms and seed in seeds:
+        if seed == seeds[0]:
+            return ConfigError(f"--only {s}: seed {seed} of {arm} is its selection grid; name one value, "
+                               f"e.g. {selector(next(r for r in sel if r.arm == arm), False)}")
+        if all_diverged(sel, arm, results):
+            return ConfigError(f"--only {s}: every {spec.selection.key} in {arm}'s grid diverged; "
+                               "its other seeds are not run")
+        return ConfigError(f"--only {s}: {arm}'s {spec.selection.key} is chosen by its selection runs on "
+                           f"seed {seeds[0]}, which are not all done; run them first (rerun --plan)")
+    where = f"{spec.name} at scale {scale} with seeds {seeds[0]}..{seeds[-1]}"
+    examples = ", ".join(list(index)[:4])
+    return ConfigError(f"--only {s}: no such run in {where}; e.g. {examples}")
+
+
+# ----------------------------------------------------------------------------- --plan and --dry-run
+
+
+def waiting_arms(spec: AblationSpec, seeds: Sequence[int], chosen: Mapping[str, float | None] | None) -> list[str]:
+    """Arms whose main seeds wait for a value to be chosen."""
+    return [a for a in spec.arms if chosen is not None and chosen.get(a) is None and len(seeds) > 1]
+
+
+def plan_commands(spec: AblationSpec, request: AblationRequest, scale: str, seeds: Sequence[int],
+                  overrides: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(commands, comments) for one ablation: a `repro ablate ... --only RUN` command per run
+    that is neither done, diverged nor running; comments for what is left out and why.
+    `request` gives the options the commands repeat (request.for_run)."""
+    results = Path(request.results_dir)
+    sel = selection_runs(spec, scale, seeds, overrides)
+    chosen = chosen_so_far(spec, sel, results)
+    commands, comments, counts = [], [], {"done": 0, "diverged": 0, "running": 0}
+    for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]:
+        st = state(results / r.rel)
+        if st in ("pending", "partial"):
+            commands.append(request.for_run(selector(r)).command())
+        else:
+            counts[st] += 1
+            if st == "running":
+                comments.append(f"# {r.label}: running in another process now (not listed)")
+    if chosen is not None and len(seeds) > 1:
+        comments += _waiting_comments(spec, seeds, sel, chosen, results)
+    total = total_runs(spec, scale, seeds)
+    comments.append(f"# {spec.name} at scale {scale}: {len(commands)} to run, {counts['running']} running elsewhere, "
+                    f"{counts['done']} done, {counts['diverged']} diverged, of {total} runs")
+    return commands, comments
+
+
+def _waiting_comments(spec: AblationSpec, seeds: Sequence[int], sel: Sequence[Run],
+                      chosen: Mapping[str, float | None], results: Path) -> list[str]:
+    later = [a for a, v in chosen.items() if v is None and not all_diverged(sel, a, results)]
+    gone = [a for a, v in chosen.items() if v is None and a not in later]
+    others = f"seed {seeds[1]}" if len(seeds) == 2 else f"seeds {seeds[1]}-{seeds[-1]}"
+    out = []
+    if later:
+        out.append(f"# {spec.name} ({', '.join(later)}): the main-seed commands ({others}) appear after "
+                   f"the selection runs of {'that arm' if len(later) == 1 else 'those arms'} are done "
+                   "(rerun --plan then)")
+    for a in gone:
+        out.append(f"# {spec.name}/{a}: every {spec.selection.key} in its grid diverged; no other seeds")
+    return out
+
+
+def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
+                 results: Path) -> list[dict[str, Any]]:
+    """--dry-run: one row per run (and one per arm whose main seeds wait for selection)."""
+    sel = selection_runs(spec, scale, seeds, overrides)
+    chosen = chosen_so_far(spec, sel, results)
+    rows = []
+    for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]:
+        rows.append({"ablation": spec.name, "stage": r.stage, "arm": r.arm, "seed": r.seed,
+                     "grid": "" if r.grid_value is None else f"{r.grid_key.split('.')[-1]}={r.grid_value:g}",
+                     "hash": r.hash, "state": state(results / r.rel), "dir": str(results / r.rel)})
+    for arm in waiting_arms(spec, seeds, chosen):
+        rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
+                     "hash": "?", "state": "pending", "dir": ""})
+    return rows
