@@ -175,8 +175,10 @@ def train(
         "--out", help="Run directory (default: runs/<model>-<dataset>-s<seed>-<hash>). Rerun to resume.")] = None,
     device: DeviceOpt = "auto",
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic kernels.")] = False,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")] = False,
-    bf16: Annotated[bool, typer.Option("--bf16/--no-bf16", help="bf16 autocast on CUDA.")] = True,
+    channels_last: Annotated[Optional[bool], typer.Option(
+        "--channels-last/--no-channels-last", help="NHWC model and batches (default: runtime.channels_last).")] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        "--precision", help="fp32 | bf16: bf16 autocast of the forward pass, CPU or CUDA (default: fp32).")] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads (default: torch's).")] = None,
     nproc: Annotated[int, typer.Option("--nproc", help="Data-parallel processes: launches torchrun.")] = 1,
@@ -197,10 +199,9 @@ def train(
     from repro.train import run
 
     overrides: dict = {"seed": seed, "runtime.device": device, "runtime.deterministic": deterministic,
-                       "runtime.channels_last": channels_last, "runtime.bf16": bf16, "runtime.compile": compile_,
-                       "runtime.threads": threads, "runtime.devices": devices or ""}
+                       "runtime.compile": compile_, "runtime.threads": threads, "runtime.devices": devices or ""}
     for key, value in [("data.dataset", dataset), ("data.data_dir", data_dir), ("data.subset", subset),
-                       ("epochs", epochs)]:
+                       ("epochs", epochs), ("runtime.channels_last", channels_last), ("runtime.precision", precision)]:
         if value is not None:
             overrides[key] = value
     cfg = make_config(model, overrides | parse_sets(set_))

@@ -67,3 +67,9 @@ def environment(device: torch.device) -> dict:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "started_at": now(),
     }
+
+
+def numerics(runtime) -> dict:
+    """The settings that decide a run's arithmetic (a RuntimeConfig's precision and layout)."""
+    return {"precision": runtime.precision, "channels_last": runtime.channels_last,
+            "autocast": "bfloat16" if runtime.precision == "bf16" else None}
