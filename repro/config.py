@@ -96,7 +96,7 @@ class RuntimeConfig:
 
     device: str = "auto"
     deterministic: bool = False
-    channels_last: bool = False  # NHWC model and batches: other kernels, other rounding
+    channels_last: bool = True  # NHWC model and batches (faster here: `repro bench`); other rounding
     precision: str = "fp32"  # "bf16": forward under torch.autocast(bfloat16), CPU or CUDA; loss fp32
     compile: bool = False
     threads: int | None = None
