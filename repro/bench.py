@@ -290,7 +290,7 @@ def machine(device: torch.device) -> dict:
                                         "load_average_at_start": list(os.getloadavg())}
 
 
-def run_all(device_name: str = "auto", seconds: float = 4.0, data_dir: str | None = None,
+def run_all(device_name: str = "auto", seconds: float = 3.0, data_dir: str | None = None,
             threads: int | None = None, models: tuple[str, ...] = MODELS) -> dict:
     """Every figure of the module docstring, as one JSON-ready dict."""
     device = resolve_device(device_name)

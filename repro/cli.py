@@ -254,7 +254,7 @@ def _launch_torchrun(nproc: int) -> None:
 def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     seconds: Annotated[float, typer.Option(
-        "--seconds", help="Seconds of timed steps per training figure (LRN and layout: half).")] = 4.0,
+        "--seconds", help="Seconds of timed steps per training figure (LRN and layout: half).")] = 3.0,
     device: DeviceOpt = "auto",
     data_dir: Annotated[Optional[str], typer.Option(
         "--data-dir", help="CIFAR-10 (else synthetic of its shape).")] = None,
