@@ -176,8 +176,10 @@ def train(
         "--out", help="Run directory (default: runs/<model>-<dataset>-s<seed>-<hash>). Rerun to resume.")] = None,
     device: DeviceOpt = "auto",
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic kernels.")] = False,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")] = False,
-    bf16: Annotated[bool, typer.Option("--bf16/--no-bf16", help="bf16 autocast on CUDA.")] = True,
+    channels_last: Annotated[Optional[bool], typer.Option(
+        "--channels-last/--no-channels-last", help="NHWC model and batches (default: runtime.channels_last).")] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        "--precision", help="fp32 | bf16: bf16 autocast of the forward pass, CPU or CUDA (default: fp32).")] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads (default: torch's).")] = None,
     nproc: Annotated[int, typer.Option("--nproc", help="Data-parallel processes: launches torchrun.")] = 1,
@@ -199,10 +201,9 @@ def train(
     from repro.train import run
 
     overrides: dict = {"seed": seed, "runtime.device": device, "runtime.deterministic": deterministic,
-                       "runtime.channels_last": channels_last, "runtime.bf16": bf16, "runtime.compile": compile_,
-                       "runtime.threads": threads, "runtime.devices": devices or ""}
+                       "runtime.compile": compile_, "runtime.threads": threads, "runtime.devices": devices or ""}
     for key, value in [("data.dataset", dataset), ("data.data_dir", data_dir), ("data.subset", subset),
-                       ("epochs", epochs)]:
+                       ("epochs", epochs), ("runtime.channels_last", channels_last), ("runtime.precision", precision)]:
         if value is not None:
             overrides[key] = value
     cfg = make_config(model, overrides | parse_sets(set_))
@@ -253,45 +254,56 @@ def _launch_torchrun(nproc: int) -> None:
 
 @app.command()
 def bench(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    seconds: Annotated[float, typer.Option("--seconds", help="Seconds per timed figure.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    seconds: Annotated[float, typer.Option(
+        "--seconds", help="Seconds of timed steps per training figure (LRN and layout: half).")] = 3.0,
     device: DeviceOpt = "auto",
     data_dir: Annotated[Optional[str], typer.Option(
         "--data-dir", help="CIFAR-10 (else synthetic of its shape).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads.")] = None,
     save: Annotated[Optional[str], typer.Option("--save", help="Also write the JSON to this file.")] = None,
 ) -> None:
-    """Throughput ratios measured side by side in one run: pure compute vs the harness vs a naive
-    PIL/DataLoader pipeline; our LRN vs torch's; grouped vs split vs dense column convolutions."""
+    """Throughput against a plain-torch reference, side by side in one run: the training step of
+    cifar-80sec and alexnet-cifar, our LRN vs torch's, and channels_last vs NCHW per layer."""
     from pathlib import Path
 
     from repro.bench import run_all
+    from repro.files import write_json
 
     result = run_all(device, seconds, data_dir, threads)
     if save:
-        from repro.files import write_json
-
         write_json(Path(save), result)
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    t, lrn, cols, env = result["training"], result["lrn"], result["columns"], result["environment"]
-    console.print(f"[bold]repro bench[/] on {env['device']} ({env['device_name']}, {env['threads']} threads), "
-                  f"torch {env['torch']}, {t['net']} batch {t['batch']}, data: {t['data']}", highlight=False)
-    table = Table()
-    for c in ("figure", "images/s", "ratio", "target"):
-        table.add_column(c, justify="left" if c == "figure" else "right")
-    table.add_row("pure compute (one pre-made batch)", f"{t['pure_img_s']:,.0f}", "", "")
-    table.add_row("harness (on-device loader + augmentation)", f"{t['harness_img_s']:,.0f}",
-                  f"{t['harness_over_pure']:.3f} of pure", ">= 0.95")
-    table.add_row("naive (PIL transforms + DataLoader)", f"{t['naive_img_s']:,.0f}",
-                  f"harness {t['harness_over_naive']:.2f}x", ">= 3")
-    table.add_row("LRN fwd+bwd, ours (conv1 shape)", f"{lrn['ours_img_s']:,.0f}",
-                  f"{lrn['ours_over_torch']:.3f} of torch", "")
-    table.add_row("LRN fwd+bwd, torch.nn.LocalResponseNorm", f"{lrn['torch_img_s']:,.0f}", "", "")
-    for k in ("grouped", "two_convs", "dense"):
-        table.add_row(f"conv2 columns: {k}", f"{cols[k + '_img_s']:,.0f}",
-                      "fastest" if cols["fastest"] == k else "", "")
+    _print_bench(result)
+
+
+def _print_bench(result: dict) -> None:
+    m = result["machine"]
+    console.print(f"[bold]repro bench[/] on {m['device']} ({m['device_name']}, {m['threads']} threads), "
+                  f"torch {m['torch']}", highlight=False)
+    table = Table(title="training step, images/s (reference: plain torch.nn, fp32, NCHW, one batch)")
+    for c in ("model", "reference", "harness", "speedup", "numerics", "bf16 harness", "bf16 speedup"):
+        table.add_column(c, justify="left" if c in ("model", "numerics") else "right")
+    for name, t in result["training"].items():
+        table.add_row(name, f"{t['reference_img_s']:,.0f}", f"{t['harness_img_s']:,.0f}", f"{t['speedup']:.2f}x",
+                      f"{t['precision']}{', channels_last' if t['channels_last'] else ''}",
+                      f"{t['harness_bf16_img_s']:,.0f}", f"{t['speedup_bf16']:.2f}x")
+    console.print(table)
+    table = Table(title="LRN fwd+bwd (per column), images/s")
+    for c in ("input", "shape", "ours", "torch.nn", "ours / torch"):
+        table.add_column(c, justify="left" if c in ("input", "shape") else "right")
+    for key, r in result["lrn"].items():
+        table.add_row(key, "x".join(map(str, r["shape"])), f"{r['ours_img_s']:,.0f}", f"{r['torch_img_s']:,.0f}",
+                      f"{r['ours_over_torch']:.2f}x")
+    console.print(table)
+    table = Table(title="channels_last vs NCHW at alexnet-cifar's shapes, images/s")
+    for c in ("op", "NCHW", "channels_last", "ratio"):
+        table.add_column(c, justify="left" if c == "op" else "right")
+    for key, r in result["layout"].items():
+        table.add_row(key, f"{r['nchw_img_s']:,.0f}", f"{r['channels_last_img_s']:,.0f}",
+                      f"{r['channels_last_over_nchw']:.2f}x")
     console.print(table)
 
 

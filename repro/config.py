@@ -94,12 +94,12 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How and where a run executes. Not part of its identity."""
+    """How and where a run executes. Only the numerics (`NUMERICS`) are part of its identity."""
 
     device: str = "auto"
     deterministic: bool = False
-    channels_last: bool = False
-    bf16: bool = True  # autocast to bfloat16, CUDA only
+    channels_last: bool = True  # NHWC model and batches (faster here: `repro bench`); other rounding
+    precision: str = "fp32"  # "bf16": forward under torch.autocast(bfloat16), CPU or CUDA; loss fp32
     compile: bool = False
     threads: int | None = None
     devices: str = ""  # "cuda:0,cuda:1": AlexNet's two columns on two devices (repro.placement); "": one device
@@ -122,14 +122,23 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """Everything that can change a result; nothing that only says where it runs."""
         d = self.to_dict()
+        numerics = {k: d["runtime"][k] for k, legacy in NUMERICS.items() if d["runtime"][k] != legacy}
         del d["runtime"]
         del d["data"]["data_dir"]
+        if numerics:  # absent at fp32/NCHW, so runs from before these settings keep their names
+            d["runtime"] = numerics
         return d
 
     def hash(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
+
+# The runtime settings that change a result (rounding), with the values every run had before
+# they were settings: identity() records them only where they differ from these.
+NUMERICS: dict[str, Any] = {"precision": "fp32", "channels_last": False}
+PRECISIONS = ("fp32", "bf16")
+LEGACY_KEYS = ("runtime.bf16",)  # old config.json files: CUDA-only autocast, replaced by runtime.precision
 
 SECTIONS: dict[str, type] = {
     "model": ModelConfig,
@@ -147,6 +156,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.dataset": DATASETS,
     "optim.optimizer": OPTIMIZERS,
     "optim.schedule": SCHEDULES,
+    "runtime.precision": PRECISIONS,
 }
 
 
@@ -258,6 +268,7 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
 
 
 def from_dict(d: Mapping[str, Any]) -> RunConfig:
-    """Rebuild a RunConfig from `to_dict()` output (e.g. a run directory's config.json)."""
-    return apply(RunConfig(), {k: v for k, v in flatten(d).items()})
+    """Rebuild a RunConfig from `to_dict()` output (e.g. a run directory's config.json).
+    Keys of older versions (`LEGACY_KEYS`) are dropped: they were never part of a hash."""
+    return apply(RunConfig(), {k: v for k, v in flatten(d).items() if k not in LEGACY_KEYS})
 

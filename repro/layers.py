@@ -59,6 +59,9 @@ Lines that encode a choice stated in the paper carry a `# paper §3.3` tag.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -144,13 +147,17 @@ class LocalResponseNorm(nn.Module):
             }
         return {"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        """The normalized activities; with `groups` > 1 the maps are split into that many equal
+        blocks (AlexNet's columns) and no window crosses from one block into the next."""
         if x.dim() < 3:
             raise ValueError(f"LocalResponseNorm needs (N, C, ...) input, got shape {tuple(x.shape)}")
-        # One code path for every convention. torch's own kernel (F.local_response_norm, an
-        # avg_pool3d over x^2) computes the same function where `torch_equivalent` exists, but on
-        # a CPU it is 1.2-3x slower than summing n shifted slices (`repro bench` measures both).
-        return _cross_map_norm(x, *self.window, self.alpha_per_term, self.k, self.beta)
+        if x.shape[1] % groups:
+            raise ValueError(f"LocalResponseNorm: {x.shape[1]} maps do not split into {groups} groups")
+        if x.numel() == 0:
+            return x
+        before, after = self.window
+        return _FusedCrossMapNorm.apply(x, before, after, self.alpha_per_term, self.k, self.beta, groups)
 
     def extra_repr(self) -> str:
         before, after = self.window
@@ -161,21 +168,93 @@ class LocalResponseNorm(nn.Module):
         )
 
 
-def _cross_map_norm(
-    x: torch.Tensor, before: int, after: int, alpha_per_term: float, k: float, beta: float
-) -> torch.Tensor:
-    """x / (k + alpha_per_term * sum_{j=i-before}^{i+after} x_j^2)^beta, clipped window."""
-    if x.numel() == 0:
-        return x
-    c = x.shape[1]
-    sq = x * x
-    # zeros outside [0, C-1] = clipping; pad only the channel axis (dim 1)
-    padded = F.pad(sq, (0, 0) * (x.dim() - 2) + (before, after))
-    summed = padded[:, 0:c]
-    for j in range(1, before + after + 1):  # n shifted slices: cheaper than a pooling kernel
-        summed = summed + padded[:, j : j + c]
-    denom = summed.mul(alpha_per_term).add(k).pow(beta)
-    return x / denom
+# --------------------------------------------------------------------------- the fused LRN
+#
+# One code path for every convention: b = a * d^-beta with d = k + alpha_per_term * W(a^2),
+# where W sums each map's window of maps. W is a banded (C x C) 0/1 matrix, block-diagonal
+# with `groups` blocks, so the window sum is one matrix product over the channel axis: a
+# batched (C x C) @ (C x HW) in NCHW, or one (NHW x C) @ (C x C) in channels_last, with no
+# padding, no shifted copies and no reshape between layouts. Backward uses the closed form
+#
+#     dL/da = g * d^-beta  -  2 * alpha_per_term * beta * a * W^T(g * a * d^-beta / d)
+#
+# with d and d^-beta saved from the forward pass. Low-precision inputs (bf16 under autocast)
+# are normalized in float32 (squares, sums and powers) and the result cast back. Measured on a
+# CPU this is 3-8x torch.nn.LocalResponseNorm (an avg_pool3d over a^2) fwd+bwd: `repro bench`.
+
+
+@functools.lru_cache(maxsize=64)
+def _window_matrix(c: int, groups: int, before: int, after: int, value: float, dtype: torch.dtype,
+                   device: torch.device) -> torch.Tensor:
+    """W[i, j] = `value` where map j is in map i's window [i-before, i+after] clipped to map i's
+    group, else 0. The window (after, before) gives W's transpose."""
+    with torch.inference_mode(False):  # cached: must be usable outside inference mode too
+        i = torch.arange(c, device=device)
+        offset = i[None, :] - i[:, None]  # j - i
+        block = c // groups
+        same_group = (i[:, None] // block) == (i[None, :] // block)
+        return ((offset >= -before) & (offset <= after) & same_group).to(dtype) * value
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """True where x is 4-d, stored NHWC, and not also plain contiguous (C=1 or H=W=1)."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _window_sum(v: torch.Tensor, w: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    """sum_j w[i, j] * v_j over the channel axis, in v's own memory layout."""
+    if nhwc:
+        vt = v.permute(0, 2, 3, 1)  # a contiguous (N, H, W, C) view
+        return (vt.reshape(-1, v.shape[1]) @ w.T).view(vt.shape).permute(0, 3, 1, 2)
+    return torch.matmul(w, v.view(v.shape[0], v.shape[1], -1)).view(v.shape)
+
+
+def _no_autocast(device: torch.device):
+    """A context with autocast off on `device`: the function computes in its own precision."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+class _FusedCrossMapNorm(torch.autograd.Function):
+    """x / (k + alpha_per_term * sum_{j=i-before}^{i+after} x_j^2)^beta, the window clipped
+    to the channel range of map i's group, with a closed-form backward (see above)."""
+
+    @staticmethod
+    def forward(ctx, x, before: int, after: int, alpha_per_term: float, k: float, beta: float, groups: int):
+        nhwc = _channels_last(x)
+        x = x if nhwc else x.contiguous()
+        acc = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32  # bf16: fp32 sums
+        with _no_autocast(x.device):
+            w = _window_matrix(x.shape[1], groups, before, after, alpha_per_term, acc, x.device)
+            xa = x.to(acc)  # explicit casts: mixed-dtype elementwise ops are slow on a CPU
+            denom = _window_sum(xa * xa, w, nhwc).add_(k)  # paper §3.3: k + alpha * sum of squares
+            scale = _neg_power(denom, beta)  # paper §3.3: denom^-beta
+            out = xa * scale
+            ratio = out / denom  # b / denom, for the backward pass
+        ctx.save_for_backward(xa, scale, ratio)
+        ctx.nhwc, ctx.window, ctx.beta = nhwc, (groups, after, before, alpha_per_term), beta
+        return out.to(x.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        xa, scale, ratio = ctx.saved_tensors
+        fmt = torch.channels_last if ctx.nhwc else torch.contiguous_format
+        with _no_autocast(xa.device):
+            w_t = _window_matrix(xa.shape[1], *ctx.window, xa.dtype, xa.device)  # alpha * W^T
+            ga = grad.to(xa.dtype).contiguous(memory_format=fmt)
+            back = _window_sum(ga * ratio, w_t, ctx.nhwc)
+            dx = (ga * scale).addcmul_(xa, back, value=-2.0 * ctx.beta)
+        return dx.to(grad.dtype), None, None, None, None, None, None
+
+
+def _neg_power(d: torch.Tensor, beta: float) -> torch.Tensor:
+    """d^-beta for d > 0 as exp(-beta * log d): on a CPU 3x faster than pow with a fractional
+    exponent, and as exact (float64 to ~1e-15)."""
+    if beta == 0:
+        return torch.ones_like(d)
+    return d.log().mul_(-beta).exp_()
 
 
 class SpatialResponseNorm(nn.Module):

@@ -56,8 +56,17 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        return platform.processor() or platform.machine()
+        return _cpuinfo("model name") or platform.processor() or platform.machine()
     return device.type
+
+
+def _cpuinfo(field: str) -> str | None:
+    """The first `field` of /proc/cpuinfo (Linux), e.g. "model name"; None elsewhere."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":")[0].strip() == field), None)
 
 
 def now() -> str:
@@ -84,3 +93,15 @@ def environment(device: torch.device) -> dict:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "started_at": now(),
     }
+
+
+def numerics(runtime) -> dict:
+    """The settings that decide a run's arithmetic (a RuntimeConfig's precision and layout)."""
+    return {"precision": runtime.precision, "channels_last": runtime.channels_last,
+            "autocast": "bfloat16" if runtime.precision == "bf16" else None}
+
+
+def cpu_features() -> list[str]:
+    """The CPU's vector and matrix extensions that decide fp32/bf16 speed (Linux only; else [])."""
+    flags = (_cpuinfo("flags") or "").split()
+    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]

@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,30 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device 'mps' requested but MPS is not available here")
     return device
+
+
+def autocast(precision: str, device: torch.device) -> Callable[[], AbstractContextManager]:
+    """A factory of the forward pass's autocast context: bfloat16 on a CPU or CUDA device for
+    "bf16", none for "fp32". ConfigError where this device has no bf16 autocast."""
+    if precision == "fp32":
+        return nullcontext
+    if precision != "bf16":
+        raise ConfigError(f"runtime.precision={precision!r}: choose fp32 or bf16")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"runtime.precision=bf16 runs on cpu or cuda, not {device.type}; use fp32 there")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def with_memory_format(model: nn.Module, memory_format: torch.memory_format) -> nn.Module:
+    """`model` with its weights in `memory_format`; for channels_last also a pre-hook that
+    brings every 4-d input to it, so training and evaluation batches alike run NHWC."""
+    model = model.to(memory_format=memory_format)
+    if memory_format == torch.channels_last:
+        def nhwc(_, args):
+            return (args[0].contiguous(memory_format=memory_format), *args[1:]) if args[0].dim() == 4 else None
+
+        model.register_forward_pre_hook(nhwc)
+    return model
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -254,14 +278,13 @@ def _setup(cfg: RunConfig, out: Path) -> _Session:
     model = build(cfg.model)
     model = placement.place_columns(model, columns_on) if columns_on else model.to(device)
     memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = with_memory_format(model, memory_format)  # runtime.channels_last: NHWC weights and inputs
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
     net = distributed.wrap(model, device) if world > 1 else model
     if cfg.runtime.compile:
         net = torch.compile(net)
-    use_bf16 = cfg.runtime.bf16 and device.type == "cuda"
-    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else nullcontext
+    amp = autocast(cfg.runtime.precision, device)  # runtime.precision: bf16 forward, fp32 loss
     return _Session(cfg, out, rank, world, device, ds, data_cfg, per_rank, train_loader, val_loader, model, net, opt,
                     sched, amp, memory_format)
 
@@ -299,7 +322,7 @@ def _resume_or_start(s: _Session) -> tuple[int, int, list[dict]]:
         rundir.write_config(out, cfg)
         rundir.write_dataset(out, s.ds.identity)
     if s.lead:
-        env = provenance.environment(s.device) | {"world_size": s.world}
+        env = provenance.environment(s.device) | {"world_size": s.world} | provenance.numerics(cfg.runtime)
         if start_epoch:  # keep the original record; note each resume
             first = rundir.read_env(out) or env
             env = first | {"resumes": first.get("resumes", []) + [env | {"from_epoch": start_epoch}]}

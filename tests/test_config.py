@@ -9,6 +9,7 @@ import subprocess
 import sys
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,12 +30,15 @@ from repro.config import (
 from repro.errors import ConfigError
 from repro.models import make_config
 
+REPO = Path(__file__).resolve().parents[1]
 SETTINGS = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 # RunConfig().hash(), computed once (repro 0.1.0). Changing any default of a field that is part
 # of a run's identity (every field except runtime.* and data.data_dir) changes this value, and
-# with it the name of every run directory: update it only on purpose.
-DEFAULT_HASH = "3d1ae486e4"
+# with it the name of every run directory: update it only on purpose. 8665a47b02 since
+# runtime.channels_last became the default (issue 10); fp32/NCHW configs keep 3d1ae486e4.
+DEFAULT_HASH = "8665a47b02"
+LEGACY_HASH = "3d1ae486e4"
 
 
 def _hint(key: str):
@@ -51,8 +55,10 @@ def _get(cfg: RunConfig, key: str):
     return getattr(cfg, key)
 
 
-IDENTITY_KEYS = [k for k in all_keys() if not k.startswith("runtime.") and k != "data.data_dir"]
-NON_IDENTITY_KEYS = [k for k in all_keys() if k.startswith("runtime.") or k == "data.data_dir"]
+# runtime.precision and runtime.channels_last change a run's rounding: they are part of its identity
+NUMERICS_KEYS = [f"runtime.{k}" for k in config.NUMERICS]
+IDENTITY_KEYS = [k for k in all_keys() if (not k.startswith("runtime.") or k in NUMERICS_KEYS) and k != "data.data_dir"]
+NON_IDENTITY_KEYS = [k for k in all_keys() if k not in IDENTITY_KEYS]
 
 
 # --------------------------------------------------------------------------- keys
@@ -256,6 +262,7 @@ def _other_value(key: str, current):
 
 def test_default_hash_is_pinned():
     assert RunConfig().hash() == DEFAULT_HASH
+    assert apply(RunConfig(), {"channels_last": False}).hash() == LEGACY_HASH
     assert RunConfig().hash() == RunConfig().hash()
     assert len(DEFAULT_HASH) == 10
 
@@ -295,9 +302,40 @@ def test_hash_changes_with_seed(a, b):
 def test_hash_ignores_runtime_for_any_config(cfg, data):
     other = data.draw(run_configs())
     data_dir = other.data.data_dir
-    moved = dataclasses.replace(cfg, runtime=other.runtime, data=dataclasses.replace(cfg.data, data_dir=data_dir))
+    numerics = {k: getattr(cfg.runtime, k) for k in config.NUMERICS}
+    runtime = dataclasses.replace(other.runtime, **numerics)
+    moved = dataclasses.replace(cfg, runtime=runtime, data=dataclasses.replace(cfg.data, data_dir=data_dir))
     assert moved.hash() == cfg.hash()
-    assert "runtime" not in cfg.identity() and "data_dir" not in cfg.identity()["data"]
+    assert set(cfg.identity().get("runtime", {})) <= set(config.NUMERICS) and "data_dir" not in cfg.identity()["data"]
+
+
+def test_numerics_enter_the_identity_only_where_they_differ_from_fp32_nchw():
+    """Runs from before runtime.precision / channels_last keep their hashes (and directories)."""
+    legacy = apply(RunConfig(), {"runtime.precision": "fp32", "runtime.channels_last": False})
+    assert "runtime" not in legacy.identity()
+    bf16 = apply(legacy, {"runtime.precision": "bf16"})
+    assert bf16.identity()["runtime"] == {"precision": "bf16"} and bf16.hash() != legacy.hash()
+    both = apply(bf16, {"runtime.channels_last": True, "runtime.threads": 3})
+    assert both.identity()["runtime"] == {"precision": "bf16", "channels_last": True}
+
+
+def test_old_config_json_with_bf16_key_reads_back_with_its_recorded_hash():
+    old = RunConfig().to_dict()
+    del old["runtime"]["precision"]
+    old["runtime"] |= {"bf16": True, "channels_last": False}  # what repro wrote before runtime.precision
+    legacy = from_dict(old)
+    assert legacy.runtime.precision == "fp32" and legacy.hash() == apply(RunConfig(), {"channels_last": False}).hash()
+    stored = sorted((REPO / "reports" / "runs").glob("*/config.json"))
+    for path in stored:  # the committed runs keep the names they were stored under
+        c = json.loads(path.read_text())
+        assert from_dict(c["config"]).hash() == c["hash"], path
+
+
+@pytest.mark.parametrize("value", ["fp16", "BF16", "float32", ""])
+def test_precision_choices_are_one_line_errors(value):
+    with pytest.raises(ConfigError, match="runtime.precision.*fp32, bf16") as e:
+        apply(RunConfig(), {"precision": value})
+    assert "\n" not in str(e.value)
 
 
 # --------------------------------------------------------------------------- make_config

@@ -237,13 +237,86 @@ def test_lrn_other_ranks_and_empty() -> None:
     assert LocalResponseNorm(4)(empty).shape == empty.shape
 
 
-@pytest.mark.parametrize(
-    ("convention", "n"), [("paper", 5), ("paper", 4), ("cuda-convnet", 4), ("cuda-convnet", 5), ("caffe", 3)]
-)
-def test_lrn_gradcheck(convention: str, n: int) -> None:
+LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+GRAD_CASES = [("paper", 5), ("paper", 4), ("cuda-convnet", 4), ("cuda-convnet", 5), ("caffe", 3)]
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize(("convention", "n"), GRAD_CASES)
+def test_lrn_gradcheck(convention: str, n: int, groups: int, layout: str) -> None:
+    """The fused closed-form backward against finite differences, float64, both layouts."""
     layer = LocalResponseNorm(n, 0.5, 0.75, 1.5, convention=convention)
-    x = _rand((1, 6, 2, 2), 7).requires_grad_()
-    assert torch.autograd.gradcheck(layer, (x,))
+    x = _rand((2, 8, 3, 3), 7).contiguous(memory_format=LAYOUTS[layout]).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: layer(t, groups=groups), (x,))
+
+
+def _per_group_naive(x: torch.Tensor, groups: int, convention: str, n: int, alpha: float, beta: float,
+                     k: float) -> torch.Tensor:
+    return torch.cat([naive_lrn(part, convention, n, alpha, beta, k) for part in x.chunk(groups, dim=1)], 1)
+
+
+@pytest.mark.parametrize("convention", ["paper", "cuda-convnet", "caffe"])
+@SETTINGS
+@given(data=st.data())
+def test_lrn_any_layout_and_groups_match_naive_formula(convention: str, data: st.DataObject) -> None:
+    """channels_last in, channels_last out; groups normalize each block of maps on its own."""
+    c = data.draw(lrn_cases(convention))
+    groups = data.draw(st.sampled_from([g for g in (1, 2, 3) if c["shape"][1] % g == 0]))
+    x = _rand(c["shape"], c["seed"], c["amp"]).contiguous(memory_format=torch.channels_last)
+    layer = LocalResponseNorm(c["n"], c["alpha"], c["beta"], c["k"], convention=convention)
+    out = layer(x, groups=groups)
+    _close(out, _per_group_naive(x, groups, convention, c["n"], c["alpha"], c["beta"], c["k"]))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_lrn_backward_matches_autograd_of_naive_formula(layout: str) -> None:
+    """The closed-form gradient equals autograd through the vectorised formula, float64."""
+    x = _rand((3, 10, 4, 5), 11, 3.0).contiguous(memory_format=LAYOUTS[layout]).requires_grad_()
+    g = _rand((3, 10, 4, 5), 12)
+    layer = LocalResponseNorm(5, 0.3, 0.75, 1.0, convention="paper")
+    (ours,) = torch.autograd.grad(layer(x, groups=2), x, g)
+    halves = [h / (1.0 + 0.3 * F.pad(h * h, (0, 0, 0, 0, 2, 2)).unfold(1, 5, 1).sum(-1)) ** 0.75
+              for h in x.chunk(2, dim=1)]
+    (ref,) = torch.autograd.grad(torch.cat(halves, 1), x, g)
+    _close(ours, ref)
+
+
+def _bf16_case(layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _rand((4, 16, 6, 6), 21, 2.0).float().abs().contiguous(memory_format=LAYOUTS[layout])
+    return x, _rand((4, 16, 6, 6), 22).float()
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("convention", ["paper", "cuda-convnet", "caffe"])
+def test_lrn_under_bf16_autocast_is_close_to_fp32(convention: str, layout: str) -> None:
+    """bf16 in (as a conv under autocast gives it), bf16 out, layout kept; values and gradients
+    within a loose bf16 tolerance of the fp32 computation."""
+    layer = LocalResponseNorm(5, 0.5, 0.75, 2.0, convention=convention)
+    x, g = _bf16_case(layout)
+    xf = x.clone().requires_grad_()
+    out_f = layer(xf, groups=2)
+    (gf,) = torch.autograd.grad(out_f, xf, g)
+    xb = x.bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_b = layer(xb, groups=2)
+    (gb,) = torch.autograd.grad(out_b, xb, g.bfloat16())
+    assert out_b.dtype == gb.dtype == torch.bfloat16
+    assert out_b.is_contiguous(memory_format=LAYOUTS[layout])
+    torch.testing.assert_close(out_b.float(), out_f, rtol=3e-2, atol=3e-2)
+    torch.testing.assert_close(gb.float(), gf, rtol=5e-2, atol=5e-2)
+
+
+def test_lrn_bf16_accumulates_in_fp32() -> None:
+    """Sums of squares in fp32: with bf16 inputs the only error left is rounding the output
+    to bf16 (relative 2^-9; the bound checked is 2^-8), far tighter than bf16 sums could give."""
+    x = _rand((2, 64, 4, 4), 31, 1.0).abs().add(1.0).bfloat16()
+    layer = LocalResponseNorm(9, 1.0, 0.75, 0.01, convention="paper")  # the sum dominates k
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    ref = naive_lrn(x.double(), "paper", 9, 1.0, 0.75, 0.01)
+    assert ((out.double() - ref).abs() / ref).max().item() <= 2.0**-8
 
 
 # --------------------------------------------------------------------------- spatial

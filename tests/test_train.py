@@ -100,6 +100,55 @@ def test_alexnet_cifar_trains_through_the_trainer(tmp_path):
     assert {"conv1.weight", "fc8.weight"} <= set(moved)
 
 
+def _record_conv1(monkeypatch) -> list[tuple[bool, torch.dtype]]:
+    """Make train.build's nets record, per forward, (conv1 input is channels_last, conv1 output dtype)."""
+    seen: list[tuple[bool, torch.dtype]] = []
+    build = train.build
+
+    def recording_build(model_cfg):
+        net = build(model_cfg)
+        net.conv1.register_forward_hook(lambda m, args, out: seen.append(
+            (args[0].is_contiguous(memory_format=torch.channels_last) and not args[0].is_contiguous(), out.dtype)))
+        return net
+
+    monkeypatch.setattr(train, "build", recording_build)
+    return seen
+
+
+@pytest.mark.parametrize("model", ["alexnet-cifar", "cifar-80sec"])
+def test_bf16_channels_last_trains_end_to_end_on_cpu(tmp_path, monkeypatch, model):
+    """runtime.precision=bf16 autocasts the forward pass on the CPU and runtime.channels_last
+    feeds NHWC batches; both are recorded in env.json and the hash, and the losses stay close
+    to the fp32 NCHW run's (never equal: bf16 rounds differently)."""
+    seen = _record_conv1(monkeypatch)
+    fp32 = tiny(model, data__synthetic_train=64, optim__batch_size=32, runtime__precision="fp32",
+                runtime__channels_last=False)
+    train.run(fp32, tmp_path / "fp32", quiet=True)
+    assert seen and set(seen) == {(False, torch.float32)}
+    seen.clear()
+    fast = tiny(model, data__synthetic_train=64, optim__batch_size=32, runtime__precision="bf16",
+                runtime__channels_last=True)
+    train.run(fast, tmp_path / "bf16", quiet=True)
+    assert seen and set(seen) == {(True, torch.bfloat16)}  # training steps and evaluation alike
+    assert fast.hash() != fp32.hash()
+    env = json.loads((tmp_path / "bf16" / "env.json").read_text())
+    assert (env["precision"], env["channels_last"], env["autocast"]) == ("bf16", True, "bfloat16")
+    (a,), (b,) = rows(tmp_path / "fp32"), rows(tmp_path / "bf16")
+    assert all(math.isfinite(b[k]) for k in ("train_loss", "val_loss"))
+    assert a["train_loss"] != b["train_loss"] and abs(a["train_loss"] - b["train_loss"]) < 0.05
+    assert abs(a["val_loss"] - b["val_loss"]) < 0.05
+
+
+def test_autocast_factory():
+    assert train.autocast("fp32", torch.device("cpu"))() is not None
+    with train.autocast("bf16", torch.device("cpu"))():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with pytest.raises(ConfigError, match="bf16 runs on cpu or cuda, not mps"):
+        train.autocast("bf16", torch.device("mps"))
+    with pytest.raises(ConfigError, match="fp32 or bf16"):
+        train.autocast("fp16", torch.device("cpu"))
+
+
 # ---------------------------------------------------------------- the run directory
 
 

@@ -1,0 +1,58 @@
+"""Tests for repro.bench that time nothing: the plain-torch reference is the repro net, and the
+timed steps are interleaved. (Throughput targets live in `repro bench` only.)"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from repro import bench
+from repro.config import make_config
+from repro.models import build
+
+
+def _weighted(net: nn.Module) -> list[nn.Module]:
+    return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+@pytest.mark.parametrize("name", bench.MODELS)
+def test_reference_net_is_the_repro_net(name, one_thread):
+    """Same parameter shapes in the same order, and with the repro net's weights copied in, the
+    same function (float64, dropout off): the reference differs only in how it is written."""
+    cfg = make_config(name)
+    ours, ref = build(cfg.model).double().eval(), bench.reference_net(name).double().eval()
+    assert sum(p.numel() for p in ref.parameters()) == sum(p.numel() for p in ours.parameters())
+    pairs = list(zip(_weighted(ours), _weighted(ref), strict=True))
+    with torch.no_grad():
+        for a, b in pairs:
+            assert a.weight.shape == b.weight.shape and getattr(a, "groups", 1) == getattr(b, "groups", 1)
+            b.weight.copy_(a.weight)
+            b.bias.copy_(a.bias)
+        s = cfg.model.input_size
+        x = torch.randn(3, 3, s, s, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 60
+        out, expected = ref(x), ours(x)
+    assert out.shape == expected.shape == (3, 10)
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_reference_net_unknown_name():
+    with pytest.raises(ValueError, match="cifar-80sec"):
+        bench.reference_net("alexnet")
+
+
+def test_interleaved_runs_the_steps_in_turn():
+    calls: list[str] = []
+
+    def step(name: str):
+        def f() -> int:
+            calls.append(name)
+            return 4
+        return f
+
+    rates = bench.interleaved({"a": step("a"), "b": step("b")}, torch.device("cpu"), seconds=0.0, warmup=1)
+    assert calls[:2] == ["a", "b"]  # warm-up
+    timed = calls[2:]
+    assert timed == ["a", "b"] * (len(timed) // 2) and len(timed) >= 6
+    assert rates["a"]["rounds"] == rates["b"]["rounds"] == len(timed) // 2
+    assert rates["a"]["img_s"] > 0 and rates["b"]["img_s"] > 0
