@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from repro import bench
-from repro.config import make_config
+from repro.models import make_config
 from repro.models import build
 
 
