@@ -113,7 +113,8 @@ class RunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     epochs: int = 90  # paper §5: "roughly 90 cycles"
     seed: int = 0
-    target_train_error: float | None = None  # stop once an epoch's training error reaches this (Figure 1)
+    target_train_error: float | None = None  # stop at the evaluation whose training error reaches this (Figure 1)
+    eval_every: float = 1.0  # epochs between evaluations (0 < x <= 1; 0.25: four a epoch) (repro.evaluation)
     stall_steps: int = 300  # warn if the loss still sits near ln(classes) after this many steps
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,7 +147,7 @@ SECTIONS: dict[str, type] = {
     "optim": OptimConfig,
     "runtime": RuntimeConfig,
 }
-TOP_LEVEL = ("epochs", "seed", "target_train_error", "stall_steps")
+TOP_LEVEL = ("epochs", "seed", "target_train_error", "eval_every", "stall_steps")
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.activation": ACTIVATIONS,
     "model.norm": NORMS,
@@ -195,8 +196,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     try:
         if origin is tuple:
-            if isinstance(value, str):
-                value = [v for v in value.replace(" ", "").split(",") if v]
+            if isinstance(value, str):  # "15,23,28" or "[15, 23, 28]"
+                value = [v for v in value.replace(" ", "").strip("[]()").split(",") if v]
             return tuple(int(v) for v in value)
         if hint is bool:
             if isinstance(value, bool):
@@ -272,3 +273,44 @@ def from_dict(d: Mapping[str, Any]) -> RunConfig:
     Keys of older versions (`LEGACY_KEYS`) are dropped: they were never part of a hash."""
     return apply(RunConfig(), {k: v for k, v in flatten(d).items() if k not in LEGACY_KEYS})
 
+
+
+# Ranges: (key, test, what the value must be). Checked by `validate`, before anything runs.
+RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("epochs", lambda c: c.epochs >= 1, "at least 1"),
+    ("seed", lambda c: c.seed >= 0, "at least 0"),
+    ("eval_every", lambda c: 0 < c.eval_every <= 1, "in (0, 1] epochs"),
+    ("stall_steps", lambda c: c.stall_steps >= 1, "at least 1"),
+    ("target_train_error", lambda c: c.target_train_error is None or 0 <= c.target_train_error < 1,
+     "a fraction in [0, 1)"),
+    ("optim.lr", lambda c: c.optim.lr > 0, "positive"),
+    ("optim.momentum", lambda c: 0 <= c.optim.momentum < 1, "in [0, 1)"),
+    ("optim.weight_decay", lambda c: c.optim.weight_decay is None or c.optim.weight_decay >= 0, "at least 0"),
+    ("optim.batch_size", lambda c: c.optim.batch_size >= 1, "at least 1"),
+    ("optim.lr_factor", lambda c: 0 < c.optim.lr_factor <= 1, "in (0, 1]"),
+    ("optim.patience", lambda c: c.optim.patience >= 0, "at least 0"),
+    ("optim.max_drops", lambda c: c.optim.max_drops >= 0, "at least 0"),
+    ("optim.milestones", lambda c: all(m >= 1 for m in c.optim.milestones), "epochs of at least 1"),
+    ("model.dropout", lambda c: 0 <= c.model.dropout < 1, "in [0, 1)"),
+    ("model.num_classes", lambda c: c.model.num_classes >= 2, "at least 2"),
+    ("model.input_size", lambda c: c.model.input_size >= 1, "at least 1"),
+    ("data.train_eval", lambda c: c.data.train_eval >= 1, "at least 1"),
+    ("data.holdout", lambda c: c.data.holdout >= 0, "at least 0"),
+    ("data.pca_noise", lambda c: c.data.pca_noise >= 0, "at least 0"),
+    ("runtime.threads", lambda c: c.runtime.threads is None or c.runtime.threads >= 1, "at least 1"),
+)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """`cfg` if every number lies in its range (`RANGES`) and nothing adapts without a holdout;
+    else a one-line ConfigError. Protocol §1: the plateau schedule steps on the holdout error,
+    so it needs `data.holdout` > 0 (the test set is never a stand-in)."""
+    for key, ok, what in RANGES:
+        if not ok(cfg):
+            section, _, name = key.rpartition(".")
+            value = getattr(getattr(cfg, section) if section else cfg, name)
+            raise ConfigError(f"{key}={value!r} is out of range: must be {what}")
+    if cfg.optim.schedule == "plateau" and cfg.data.holdout == 0:
+        raise ConfigError("optim.schedule=plateau steps on the holdout error, and data.holdout=0 leaves none: "
+                          "set data.holdout (e.g. 5000 for CIFAR-10) or use optim.schedule=step|constant")
+    return cfg

@@ -35,8 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro import distributed, placement, provenance, rundir
-from repro.config import DataConfig, RunConfig
+from repro.config import DataConfig, RunConfig, validate
 from repro.data import Dataset, Loader, load_dataset
+from repro.evaluation import Evaluator, crossing, eval_steps, evaluate
 from repro.errors import ConfigError, DivergedError
 from repro.files import atomic
 from repro.models import build
@@ -127,42 +128,6 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def top_errors(logits_or_probs: torch.Tensor, y: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """(top-1 wrong count, top-k wrong count) for one batch, as tensors (no sync)."""
-    k = min(k, logits_or_probs.shape[1])
-    top = logits_or_probs.topk(k, dim=1).indices
-    hit = top == y[:, None]
-    return (~hit[:, 0]).sum(), (~hit.any(dim=1)).sum()
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: Loader, device: torch.device, amp) -> dict:
-    """Loss, top-1 and top-5 error. With 10 views the softmax outputs are averaged (paper §4.1)."""
-    model.eval()
-    n = 0
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    e1 = torch.zeros((), device=device, dtype=torch.long)
-    e5 = torch.zeros((), device=device, dtype=torch.long)
-    for x, y in loader.epoch(0):
-        with amp():
-            if x.dim() == 5:  # (views, B, C, H, W)
-                v, b = x.shape[:2]
-                probs = model(x.flatten(0, 1)).float().softmax(-1).view(v, b, -1).mean(0)  # paper §4.1
-            else:
-                probs = model(x).float().softmax(-1)
-        loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum").double()
-        a, b5 = top_errors(probs, y)
-        e1 += a
-        e5 += b5
-        n += y.shape[0]
-    n_all, loss_all, e1_all, e5_all = distributed.sum_scalars(device, n, loss_sum, e1, e5)
-    model.train()
-    return {"loss": loss_all / n_all, "error": e1_all / n_all, "top5_error": e5_all / n_all}
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -176,6 +141,7 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     diverged) if the loss becomes non-finite, and again on a rerun of a diverged run.
     Raises ConfigError if `out` holds another config's run.
     """
+    validate(cfg)
     out = Path(out)
     done = _stored_summary(cfg, out)
     if done is not None:
@@ -185,30 +151,30 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     start_epoch, drops, history = _resume_or_start(s)
 
     total_steps = len(s.train_loader) * cfg.epochs
-    status = rundir.TARGET_REACHED if history and _target_reached(cfg, history[-1]) else rundir.FINISHED
     # killed after the checkpoint of its last epoch but before summary.json: train no further
     last_epoch = start_epoch if history and _should_stop(cfg, history[-1], drops) else cfg.epochs
     wall0 = time.perf_counter()
     progress = _Progress(quiet or not s.lead, log and s.lead, f"{cfg.model.name} seed {cfg.seed}", total_steps,
                          s.step)
     try:
+        if not history:
+            history.append(_evaluation_row(s, 0, None, 0.0))  # epoch 0: the net as initialised
         for epoch in range(start_epoch + 1, last_epoch + 1):
-            row = _train_epoch(s, epoch, progress, on_step, total_steps)
-            history.append(row)
-            drops += _schedule_step(s, row)
+            reached = _train_epoch(s, epoch, history, progress, on_step, total_steps)
+            if reached:  # Figure 1: stop at the evaluation that reaches the target
+                break
+            drops += _schedule_step(s, history[-1])
             if s.lead:
                 _save_checkpoint(rundir.checkpoint_path(out), s.model, s.opt, s.sched, s.device, epoch, drops,
                                  history, cfg)
                 rundir.write_metrics(out, history)
-            progress.epoch_done(row)
-            if _target_reached(cfg, row):
-                status = rundir.TARGET_REACHED
-            if _should_stop(cfg, row, drops):
+            if _should_stop(cfg, history[-1], drops):
                 break
     except _Diverged as d:
         _record_divergence(s, history, d, wall0)
     finally:
         progress.close()
+    status = rundir.TARGET_REACHED if _target_reached(cfg, history[-1]) else rundir.FINISHED
     return _finish(s, status, history, wall0)
 
 
@@ -225,7 +191,7 @@ class _Session:
     data_cfg: DataConfig
     per_rank: int
     train_loader: Loader
-    val_loader: Loader
+    evaluator: Evaluator
     model: nn.Module
     net: nn.Module  # the model as trained: DDP-wrapped and/or compiled
     opt: torch.optim.Optimizer
@@ -272,8 +238,6 @@ def _setup(cfg: RunConfig, out: Path) -> _Session:
     workers = min(8, os.cpu_count() or 1)  # used by folder datasets only; in-memory data needs none
     train_loader = Loader(ds, "train", per_rank, device, train=True, cfg=data_cfg, seed=cfg.seed, shard=(rank, world),
                           workers=workers)
-    val_loader = Loader(ds, "holdout" if ds.holdout is not None else "test", max(per_rank, 256), device, train=False, cfg=data_cfg, seed=cfg.seed,
-                        shard=(rank, world))
 
     model = build(cfg.model)
     model = placement.place_columns(model, columns_on) if columns_on else model.to(device)
@@ -285,7 +249,8 @@ def _setup(cfg: RunConfig, out: Path) -> _Session:
     if cfg.runtime.compile:
         net = torch.compile(net)
     amp = autocast(cfg.runtime.precision, device)  # runtime.precision: bf16 forward, fp32 loss
-    return _Session(cfg, out, rank, world, device, ds, data_cfg, per_rank, train_loader, val_loader, model, net, opt,
+    evaluator = Evaluator(ds, data_cfg, max(per_rank, 256), device, cfg.seed, (rank, world), amp)
+    return _Session(cfg, out, rank, world, device, ds, data_cfg, per_rank, train_loader, evaluator, model, net, opt,
                     sched, amp, memory_format)
 
 
@@ -332,64 +297,78 @@ def _resume_or_start(s: _Session) -> tuple[int, int, list[dict]]:
     return start_epoch, drops, history
 
 
-def _train_epoch(s: _Session, epoch: int, progress: _Progress, on_step: Callable[[int, int], None] | None,
-                 total_steps: int) -> dict:
-    """One pass over the training data, then the validation set: the epoch's metrics row."""
-    cfg, device, net, opt, amp, memory_format = s.cfg, s.device, s.net, s.opt, s.amp, s.memory_format
+def _train_epoch(s: _Session, epoch: int, history: list[dict], progress: _Progress,
+                 on_step: Callable[[int, int], None] | None, total_steps: int) -> bool:
+    """One pass over the training data, evaluating after each of `eval_steps` (rows appended
+    to `history`). True if an evaluation reached the target (the run stops there)."""
+    cfg, device, net, opt, amp = s.cfg, s.device, s.net, s.opt, s.amp
     s.model.train()
     distributed.seed_epoch(cfg.seed, epoch)  # DDP: each rank its own dropout masks
-    t0 = time.perf_counter()
-    data_s = compute_s = 0.0
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    wrong = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
     steps_per_epoch = len(s.train_loader)
+    points = set(eval_steps(steps_per_epoch, cfg.eval_every))
+    run = _Running(device)
     batches = iter(s.train_loader.epoch(epoch))
     for i in range(steps_per_epoch):
-        td = time.perf_counter()
         x, y = next(batches)
-        x = x.contiguous(memory_format=memory_format)
-        tc = time.perf_counter()
-        data_s += tc - td
         with amp():
-            logits = net(x)
+            logits = net(x)  # channels_last, where set, is applied by the model's input hook
             loss = F.cross_entropy(logits.float(), y)  # mean over the batch: paper §5's <dL/dw>_D
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += loss.detach().double() * y.shape[0]
-        wrong += (logits.detach().argmax(1) != y).sum()
-        seen += y.shape[0]
+        run.add(loss, logits, y)
         s.step += 1
-        if (i + 1) % CHECK_EVERY == 0 or i + 1 == steps_per_epoch:
-            if not distributed.all_finite(loss_sum):  # every rank agrees, so all stop together
+        if (i + 1) % CHECK_EVERY == 0 or i + 1 in points:
+            if not distributed.all_finite(run.loss_sum):  # every rank agrees, so all stop together
                 raise _Diverged(epoch, s.step, loss.item())
-            _warn_if_stalled(s, loss_sum, seen, progress)
-        compute_s += time.perf_counter() - tc
-        progress.advance(s.step, seen * s.world / max(time.perf_counter() - t0, 1e-9))
+            _warn_if_stalled(s, run.loss_sum, run.seen, progress)
+        progress.advance(s.step, run.seen * s.world / max(time.perf_counter() - run.t0, 1e-9))
         if on_step is not None:
             on_step(s.step, total_steps)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    n_all, loss_all, wrong_all = distributed.sum_scalars(device, seen, loss_sum, wrong)
-    val = evaluate(net, s.val_loader, device, amp)
-    if not math.isfinite(val["loss"]):  # the last step's update broke the weights
-        raise _Diverged(epoch, s.step, val["loss"])
-    seconds = time.perf_counter() - t0
+        if i + 1 in points:
+            row = _evaluation_row(s, epoch - 1 + (i + 1) / steps_per_epoch, run, time.perf_counter() - run.t0)
+            history.append(row)
+            progress.evaluated(row)
+            if _target_reached(cfg, row):
+                return True
+            run = _Running(device)
+    return False
+
+
+class _Running:
+    """Training loss and error summed over the batches since the last evaluation (on device)."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        self.wrong = torch.zeros((), device=device, dtype=torch.long)
+        self.seen, self.t0 = 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss_sum += loss.detach().double() * y.shape[0]
+        self.wrong += (logits.detach().argmax(1) != y).sum()
+        self.seen += y.shape[0]
+
+
+def _evaluation_row(s: _Session, epoch: float, run: _Running | None, seconds: float) -> dict:
+    """One metrics row: the running training figures since the last row (None at epoch 0),
+    then the eval-mode training-slice and holdout figures (repro.evaluation)."""
+    if s.device.type == "cuda":
+        torch.cuda.synchronize(s.device)
+    images, loss_run, err_run = None, None, None
+    if run is not None:
+        n_all, loss_all, wrong_all = distributed.sum_scalars(s.device, run.seen, run.loss_sum, run.wrong)
+        images, loss_run, err_run = int(n_all), loss_all / n_all, wrong_all / n_all
+    t0 = time.perf_counter()
+    ev = s.evaluator.row(s.net)
+    for key in ("train_loss", "holdout_loss"):
+        if ev[key] is not None and not math.isfinite(ev[key]):  # the last update broke the weights
+            raise _Diverged(math.ceil(epoch), s.step, ev[key])
     return {
-        "epoch": epoch,
-        "lr": opt.param_groups[0]["lr"],
-        "train_loss": loss_all / n_all,
-        "train_error": wrong_all / n_all,  # top-1 over this epoch's training batches
-        "val_loss": val["loss"],
-        "val_error": val["error"],
-        "val_top5_error": val["top5_error"],
-        "seconds": seconds,
-        "data_seconds": data_s,
-        "compute_seconds": compute_s,
-        "images_per_second": n_all / seconds,
-        "images": int(n_all),
-        "steps": s.step,
+        "epoch": round(epoch, 6), "step": s.step, "lr": s.opt.param_groups[0]["lr"],
+        "train_loss_running": loss_run, "train_error_running": err_run,  # as cuda-convnet printed it
+        **ev,  # train_loss/train_error: eval mode on the fixed training slice; holdout_*
+        "seconds": seconds, "eval_seconds": time.perf_counter() - t0,
+        "images": images or 0, "images_per_second": (images or 0) / seconds if seconds > 0 else None,
     }
 
 
@@ -409,10 +388,10 @@ def _warn_if_stalled(s: _Session, loss_sum: torch.Tensor, seen: int, progress: _
 
 
 def _schedule_step(s: _Session, row: dict) -> int:
-    """Step the lr schedule after an epoch (plateau: on its validation error); 1 if the lr dropped."""
+    """Step the lr schedule after an epoch (plateau: on the holdout error); 1 if the lr dropped."""
     before = [g["lr"] for g in s.opt.param_groups]
     if s.cfg.optim.schedule == "plateau":
-        s.sched.step(row["val_error"])
+        s.sched.step(row["holdout_error"])  # paper §5's "validation error": the holdout, never the test set
     else:
         s.sched.step()
     return int([g["lr"] for g in s.opt.param_groups] < before)
@@ -431,13 +410,10 @@ def _record_divergence(s: _Session, history: list[dict], d: _Diverged, wall0: fl
 
 
 def _finish(s: _Session, status: str, history: list[dict], wall0: float) -> dict:
-    """The test-set evaluation (with a holdout), then summary.json, written last."""
-    test = None
-    if s.cfg.data.holdout > 0:
-        test = evaluate(s.net, Loader(s.ds, "test", max(s.per_rank, 256), s.device, train=False, cfg=s.data_cfg,
-                                      seed=s.cfg.seed, shard=(s.rank, s.world)), s.device, s.amp)
-    summary = _summary(s.cfg, status, history, test, wall0)
+    """The once-per-run test evaluation, then summary.json, written last."""
+    summary = _summary(s.cfg, status, history, s.evaluator.test(s.net), wall0)
     if s.lead:
+        rundir.write_metrics(s.out, history)
         rundir.write_summary(s.out, summary)
     return summary
 
@@ -480,23 +456,26 @@ def _save_checkpoint(path, model, opt, sched, device, epoch, drops, history, cfg
 
 
 def _summary(cfg: RunConfig, status: str, history: list[dict], test: dict | None, wall0: float) -> dict:
+    """summary.json: the run's status, its final and best figures, and the test evaluation."""
     last = history[-1] if history else {}
     target = cfg.target_train_error
-    reach = next((r["epoch"] for r in history if target is not None and r["train_error"] <= target), None)
+    holdout = [(r["holdout_error"], r["epoch"]) for r in history if r.get("holdout_error") is not None]
+    best = min(holdout, default=(None, None))
     return {
         "status": status,
         "hash": cfg.hash(),
-        "epochs_run": len(history),
-        "epochs_to_target": reach,
+        "epochs_run": last.get("epoch", 0),
+        "steps": last.get("step", 0),
+        "epochs_to_target": crossing(history, "train_error", target) if target is not None else None,
         "target_train_error": target,
-        "final_train_error": last.get("train_error"),
-        "final_val_error": last.get("val_error"),
-        "final_val_top5_error": last.get("val_top5_error"),
-        "best_val_error": min((r["val_error"] for r in history), default=None),
-        "test_error": test["error"] if test else last.get("val_error"),
-        "test_top5_error": test["top5_error"] if test else last.get("val_top5_error"),
-        "test_is_val": test is None,
-        "wall_seconds": sum(r["seconds"] for r in history),
+        "eval_every": cfg.eval_every,
+        "final_train_error": last.get("train_error"),  # eval mode, on the fixed training slice
+        "final_train_error_running": last.get("train_error_running"),
+        "final_holdout_error": last.get("holdout_error"),
+        "best_holdout_error": best[0],
+        "best_holdout_epoch": best[1],
+        **(test or {}),
+        "wall_seconds": sum(r["seconds"] + r["eval_seconds"] for r in history),
         "session_seconds": time.perf_counter() - wall0,
         "total_images": sum(r["images"] for r in history),
         "finished_at": provenance.now(),
@@ -521,11 +500,13 @@ class _Progress:
         if self.bar:
             self.bar.update(self.task, completed=step, ips=f"{ips:,.0f} img/s")
 
-    def epoch_done(self, row: dict) -> None:
-        msg = (f"epoch {row['epoch']}: train err {100 * row['train_error']:.2f}%  "
-               f"val err {100 * row['val_error']:.2f}%  lr {row['lr']:.2g}  {row['seconds']:.1f}s")
+    def evaluated(self, row: dict) -> None:
+        hold = row.get("holdout_error")
+        hold_text = f"  holdout err {100 * hold:.2f}%" if hold is not None else ""
+        msg = (f"epoch {row['epoch']:g}: train err {100 * row['train_error']:.2f}% (running "
+               f"{100 * row['train_error_running']:.2f}%){hold_text}  lr {row['lr']:.2g}  {row['seconds']:.1f}s")
         if self.bar:
-            self.bar.update(self.task, info=f"| ep {row['epoch']} val {100 * row['val_error']:.1f}%")
+            self.bar.update(self.task, info=f"| ep {row['epoch']:g} train {100 * row['train_error']:.1f}%")
             self.bar.console.print(msg, highlight=False, soft_wrap=True)  # one line, also in a log file
         elif self.log:
             print(msg, file=sys.stderr, flush=True)

@@ -42,6 +42,7 @@ ENTRIES: dict[str, ModelEntry] = {
                 "data.dataset": "imagenet", "data.image_size": 256,  # paper §2
                 "data.flip": True, "data.pca_noise": 0.1, "data.test_views": 10,  # paper §4.1
                 "optim.lr": 0.01, "optim.schedule": "plateau", "optim.max_drops": 3,  # paper §5
+                "data.holdout": 10000,  # what the plateau schedule reads: 10 training images per class
                 "epochs": 90,  # paper §5: roughly 90 cycles
             },
         ),
@@ -53,6 +54,7 @@ ENTRIES: dict[str, ModelEntry] = {
                 "model.num_classes": 10, "model.input_size": 24, "data.dataset": "cifar10",
                 "data.flip": True,  # paper §4.1: random crops (24 of 32) and reflections
                 "optim.lr": 0.01, "optim.schedule": "plateau", "optim.patience": 2, "optim.max_drops": 3,
+                "data.holdout": 5000,  # protocol §1: what the plateau schedule reads
                 "epochs": 40,
             },
         ),
