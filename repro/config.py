@@ -70,7 +70,7 @@ class DataConfig:
     crop: int | None = None  # random training crop (paper: 224 of 256); None: the whole image
     flip: bool = False  # paper §4.1: horizontal reflections
     pca_noise: float = 0.0  # paper §4.1: std of the PCA colour alphas (0.1)
-    test_views: int = 1  # the headline test error's views: 1 centre crop; 10 four corners + centre, flipped (paper §4.1)
+    test_views: int = 1  # headline test error: 1 centre crop; 10 corners + centre, flipped (paper §4.1)
     synthetic_train: int = 2048  # synthetic data only: images per split
     synthetic_test: int = 512
     synthetic_classes: int | None = None  # None: the model's num_classes

@@ -37,8 +37,8 @@ from torch import nn
 from repro import distributed, placement, provenance, rundir
 from repro.config import DataConfig, RunConfig, validate
 from repro.data import Dataset, Loader, load_dataset
-from repro.evaluation import Evaluator, crossing, eval_steps, evaluate
 from repro.errors import ConfigError, DivergedError
+from repro.evaluation import Evaluator, crossing, eval_steps
 from repro.files import atomic
 from repro.models import build
 from repro.optim import PaperSGD
