@@ -224,11 +224,34 @@ def train(
         distributed.shutdown()
     if lead:
         pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731  (None: no epoch ran)
-        console.print(f"{summary['status']}: {summary['epochs_run']} epochs, "
-                      f"final train error {pct(summary.get('final_train_error'))}, "
-                      f"{'val' if summary.get('test_is_val') else 'test'} error "
-                      f"{pct(summary.get('test_error'))} (top-5 {pct(summary.get('test_top5_error'))}), "
-                      f"{summary['wall_seconds']:.0f} s  ->  {run_dir}", highlight=False, soft_wrap=True)
+        ten = summary.get("test_error_10view")
+        console.print(f"{summary['status']}: {summary['epochs_run']:g} epochs, "
+                      f"final train error {pct(summary.get('final_train_error'))} (eval mode), "
+                      f"test error {pct(summary.get('test_error_1view'))} centre crop"
+                      + (f", {pct(ten)} 10 views" if ten is not None else "")
+                      + f", {summary['wall_seconds']:.0f} s  ->  {run_dir}", highlight=False, soft_wrap=True)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[str, typer.Argument(help="A run directory with a checkpoint (repro train --out).")],
+    views: Annotated[int, typer.Option("--views", help="1: centre crop; 10: the paper's ten views (§4.1).")] = 1,
+    split: Annotated[str, typer.Option("--split", help="test | holdout | train_eval.")] = "test",
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where the data is.")] = None,
+    device: DeviceOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Evaluate a trained run's checkpoint on one split (reads the run directory, writes nothing)."""
+    from repro.evaluation import evaluate_run
+
+    result = evaluate_run(run_dir, views=views, split=split, data_dir=data_dir, device=device)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    console.print(f"{result['split']} ({result['images']} images, {views} view{'s' if views > 1 else ''}): "
+                  f"error {100 * result['error']:.2f}%, top-5 {100 * result['top5_error']:.2f}%, "
+                  f"loss {result['loss']:.4f}  <-  {run_dir} (epoch {result['epoch']:g})",
+                  highlight=False, soft_wrap=True)
 
 
 def _launch_torchrun(nproc: int) -> None:

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro import distributed
+from repro import distributed, rundir
 from repro.config import DataConfig
-from repro.data import Dataset, Loader
+from repro.data import SPLITS, Dataset, Loader, load_dataset
+from repro.errors import ConfigError
 
 
 def top_errors(logits_or_probs: torch.Tensor, y: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,3 +128,30 @@ def crossing(rows: Sequence[dict], key: str, target: float) -> float | None:
             return e0 + (x0 - target) / (x0 - x) * (float(r["epoch"]) - e0)
         prev = (float(r["epoch"]), x)
     return None
+
+
+def evaluate_run(run_dir: str, views: int = 1, split: str = "test", data_dir: str | None = None,
+                 device: str = "auto") -> dict:
+    """A stored run's checkpoint evaluated on `split` with `views` views, in fp32 (`repro eval`).
+    ConfigError (one line) for a directory without a readable config or checkpoint."""
+    from dataclasses import replace
+
+    from repro.models import build
+
+    cfg = rundir.run_config(run_dir)
+    ckpt_path = rundir.checkpoint_path(run_dir)
+    if cfg is None or not ckpt_path.exists():
+        raise ConfigError(f"{run_dir}: not a run directory with a config and a checkpoint (repro train --out DIR)")
+    if split not in SPLITS or split == "train":
+        raise ConfigError(f"--split {split}: choose test, holdout or train_eval")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       "cpu" if device == "auto" else device)
+    data = replace(cfg.data, data_dir=data_dir or cfg.data.data_dir, crop=cfg.data.crop or cfg.model.input_size)
+    ds = load_dataset(data, cfg.model.num_classes, cfg.model.input_size)
+    ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)  # never runs code from the file
+    model = build(cfg.model).to(dev)
+    model.load_state_dict(ckpt["model"])
+    loader = Loader(ds, split, 256, dev, train=False, cfg=data, seed=cfg.seed, views=views)
+    r = evaluate(model, loader, dev, nullcontext)  # fp32
+    return {"run_dir": str(run_dir), "split": split, "views": views, "epoch": ckpt["epoch"], "images": loader.n,
+            "error": r["error"], "top5_error": r["top5_error"], "loss": r["loss"]}
