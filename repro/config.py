@@ -30,7 +30,7 @@ from typing import Any
 from repro.errors import ConfigError
 
 ACTIVATIONS = ("relu", "tanh")
-NORMS = ("lrn", "none", "batchnorm")
+NORMS = ("lrn", "lrn-gain", "none", "batchnorm")
 POOLINGS = ("overlapping", "non-overlapping")
 LRN_CONVENTIONS = ("paper", "cuda-convnet", "caffe")
 INITS = ("paper", "caffe")
@@ -48,7 +48,7 @@ class ModelConfig:
     num_classes: int = 1000
     input_size: int = 224  # paper §3.5 / footnote 4: 224 (227 also supported, see models/alexnet.py)
     activation: str = "relu"  # paper §3.1: ReLU; "tanh" for Figure 1
-    norm: str = "lrn"  # paper §3.3; "none" removes it, "batchnorm" replaces it
+    norm: str = "lrn"  # paper §3.3; "none" removes it, "batchnorm" replaces it, "lrn-gain": alpha = 0 (its gain only)
     lrn_convention: str = "paper"  # what `alpha` means: see repro.layers.LocalResponseNorm
     pooling: str = "overlapping"  # paper §3.4: z=3, s=2; "non-overlapping": z=2, s=2
     columns: int = 2  # paper §3.2: two GPUs; 1 is footnote 2's one-GPU comparison net

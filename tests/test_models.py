@@ -759,3 +759,28 @@ def test_registry_builds_every_model_with_its_defaults():
         assert entry.name == name and entry.summary
         model = meta_model(name)
         assert model.columns == (2 if name in ALEXNETS else 1)
+
+
+@pytest.mark.parametrize("name, size", [("alexnet-cifar", 24), ("cifar-11pct", 24)])
+def test_lrn_gain_is_the_same_layer_with_only_its_constant_gain(name, size):
+    """norm=lrn-gain (protocol §6's control): the net's own LRN with alpha = 0 multiplies every
+    activation by k^-beta and nothing else (alexnet-cifar: 2^-0.75; cifar-11pct's cmrnorm: 1^-0.75)."""
+    torch.manual_seed(0)
+    lrn_net = build(make_config(name, {"model.norm": "lrn"}).model)
+    torch.manual_seed(0)
+    gain_net = build(make_config(name, {"model.norm": "lrn-gain"}).model)
+    layers = [(n, m) for n, m in gain_net.named_modules() if hasattr(m, "alpha")]
+    assert layers and all(m.alpha == 0.0 for _, m in layers)
+    for n, m in lrn_net.named_modules():
+        if hasattr(m, "alpha"):
+            assert m.alpha > 0, n  # the paper arm keeps its alpha
+    x = torch.randn(2, 7, 5, 5, dtype=torch.float64) * 30
+    for _, m in layers:
+        k, beta = m.k, m.beta
+        torch.testing.assert_close(m.double()(x), x * k ** -beta)
+    assert lrn_net.state_dict().keys() == gain_net.state_dict().keys()
+
+
+def test_lrn_gain_needs_a_layer_with_alpha():
+    with pytest.raises(ConfigError, match="lrn-gain"):
+        build(make_config("cifar-18pct", {"model.norm": "lrn-gain"}).model)  # spatial rnorm: no alpha

@@ -60,14 +60,24 @@ class ColumnwiseLRN(nn.Module):
 
 
 def norm_switch(cfg: ModelConfig, channels: int, own: Callable[[], nn.Module]) -> nn.Module | None:
-    """The `norm` switch: the net's own response normalization (`own()`), nothing, or BatchNorm."""
+    """The `norm` switch: the net's own response normalization (`own()`), nothing, BatchNorm, or
+    `lrn-gain`: the net's own layer with alpha = 0, which leaves only its constant gain k^-beta
+    (2^-0.75 ~ 0.59 for the paper's LRN): the control that separates normalization from gain
+    (protocol §6)."""
     if cfg.norm == "lrn":
         return own()
+    if cfg.norm == "lrn-gain":
+        layer = own()
+        lrn = getattr(layer, "lrn", layer)  # ColumnwiseLRN wraps the layer
+        if not hasattr(lrn, "alpha"):
+            raise ConfigError(f"model.norm=lrn-gain: {type(lrn).__name__} has no alpha to zero")
+        lrn.alpha = 0.0
+        return layer
     if cfg.norm == "batchnorm":
         return nn.BatchNorm2d(channels)
     if cfg.norm == "none":
         return None
-    raise ConfigError(f"model.norm={cfg.norm!r}: choose lrn, none or batchnorm")
+    raise ConfigError(f"model.norm={cfg.norm!r}: choose lrn, lrn-gain, none or batchnorm")
 
 
 class Conv2dCeil(nn.Conv2d):
