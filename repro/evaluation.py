@@ -108,7 +108,7 @@ class Evaluator:
 def eval_steps(steps_per_epoch: int, eval_every: float) -> list[int]:
     """The steps of an epoch (1-based) after which a run evaluates: every `eval_every` of an
     epoch (0 < eval_every <= 1), rounded to whole steps, always including the epoch's last."""
-    k = max(1, round(1 / eval_every))
+    k = max(1, min(round(1 / eval_every), steps_per_epoch))  # more would repeat steps (and a tiny eval_every hang)
     points = {max(1, round(j * steps_per_epoch / k)) for j in range(1, k + 1)}
     return sorted(points | {steps_per_epoch})
 

@@ -161,14 +161,13 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
             history.append(_evaluation_row(s, 0, None, 0.0))  # epoch 0: the net as initialised
         for epoch in range(start_epoch + 1, last_epoch + 1):
             reached = _train_epoch(s, epoch, history, progress, on_step, total_steps)
-            if reached:  # Figure 1: stop at the evaluation that reaches the target
-                break
-            drops += _schedule_step(s, history[-1])
-            if s.lead:
+            if not reached:  # Figure 1: a run stops at the evaluation that reaches the target
+                drops += _schedule_step(s, history[-1])
+            if s.lead:  # also where the target was reached (mid-epoch): the final weights, so a rerun trains nothing
                 _save_checkpoint(rundir.checkpoint_path(out), s.model, s.opt, s.sched, s.device, epoch, drops,
                                  history, cfg)
                 rundir.write_metrics(out, history)
-            if _should_stop(cfg, history[-1], drops):
+            if reached or _should_stop(cfg, history[-1], drops):
                 break
     except _Diverged as d:
         _record_divergence(s, history, d, wall0)
@@ -364,7 +363,7 @@ def _evaluation_row(s: _Session, epoch: float, run: _Running | None, seconds: fl
         if ev[key] is not None and not math.isfinite(ev[key]):  # the last update broke the weights
             raise _Diverged(math.ceil(epoch), s.step, ev[key])
     return {
-        "epoch": round(epoch, 6), "step": s.step, "lr": s.opt.param_groups[0]["lr"],
+        "epoch": round(float(epoch), 6), "step": s.step, "lr": s.opt.param_groups[0]["lr"],
         "train_loss_running": loss_run, "train_error_running": err_run,  # as cuda-convnet printed it
         **ev,  # train_loss/train_error: eval mode on the fixed training slice; holdout_*
         "seconds": seconds, "eval_seconds": time.perf_counter() - t0,
@@ -464,7 +463,7 @@ def _summary(cfg: RunConfig, status: str, history: list[dict], test: dict | None
     return {
         "status": status,
         "hash": cfg.hash(),
-        "epochs_run": last.get("epoch", 0),
+        "epochs_run": float(last.get("epoch", 0.0)),
         "steps": last.get("step", 0),
         "epochs_to_target": crossing(history, "train_error", target) if target is not None else None,
         "target_train_error": target,

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from repro import bench
-from repro.models import make_config
-from repro.models import build
+from repro.models import build, make_config
 
 
 def _weighted(net: nn.Module) -> list[nn.Module]:

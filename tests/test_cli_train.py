@@ -24,7 +24,8 @@ from repro import cli
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic", "--device", "cpu", "--threads", "1", "--epochs", "2",
-        "--set", "data.synthetic_train=128", "--set", "data.synthetic_test=32", "--set", "optim.batch_size=64"]
+        "--set", "data.synthetic_train=160", "--set", "data.holdout=32", "--set", "data.synthetic_test=32",
+        "--set", "optim.batch_size=64"]
 
 
 @pytest.fixture
@@ -79,10 +80,13 @@ def test_train_in_a_process(home, tmp_path):
     h = json.loads((run_dir / "config.json").read_text())["hash"]
     assert run_dir.name == f"cifar-80sec-synthetic-s0-{h}"
     epochs = [ln for ln in p.stderr.splitlines() if ln.startswith("epoch ")]
-    assert [ln.split(":")[0] for ln in epochs] == ["epoch 1", "epoch 2"] and "val err" in epochs[0]
+    assert [ln.split(":")[0] for ln in epochs] == ["epoch 1", "epoch 2"]  # not the epoch-0 evaluation
+    assert "train err" in epochs[0] and "running" in epochs[0] and "holdout err" in epochs[0]
     assert f"run directory: runs/{run_dir.name}" in p.stderr.splitlines()
     (final,) = p.stdout.strip().splitlines()  # one line, even with a long run directory
-    assert final.startswith("finished: 2 epochs, final train error ") and "val error" in final
+    # epochs_run is a float now (evaluations may fall within an epoch)
+    assert final.startswith("finished: 2.0 epochs, final train error ") and "test error" in final
+    assert "val" not in final
     assert final.endswith(f"->  runs/{run_dir.name}")
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
 
@@ -135,10 +139,13 @@ def test_diverged_run_exits_3(home, monkeypatch, capsys, tmp_path):
     assert "diverged" in again
 
 
-def test_zero_epochs_does_not_crash(home, monkeypatch, capsys, tmp_path):
-    code, out, err = main(monkeypatch, capsys, "train", *TINY, "--epochs", "0", "--quiet", "--out", str(tmp_path / "r"))
-    assert code == 0, err
-    assert "finished: 0 epochs" in out and "n/a" in out
+@pytest.mark.parametrize("epochs", ["0", "-1"])
+def test_epochs_below_one_is_a_one_line_error(home, monkeypatch, capsys, tmp_path, epochs):
+    """Issue 9: `--epochs 0` (or negative) used to exit 0 and record a finished run."""
+    out = tmp_path / "r"
+    line = one_line_error(*main(monkeypatch, capsys, "train", *TINY, "--epochs", epochs, "--quiet", "--out", str(out)))
+    assert f"epochs={epochs}" in line and "at least 1" in line
+    assert not out.exists()  # no run directory written
 
 
 def test_train_help():

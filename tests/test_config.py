@@ -28,7 +28,7 @@ from repro.config import (
     parse_sets,
 )
 from repro.errors import ConfigError
-from repro.models import make_config
+from repro.models import ENTRIES, make_config
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -36,9 +36,13 @@ SETTINGS = settings(max_examples=25, deadline=None, database=None, suppress_heal
 # RunConfig().hash(), computed once (repro 0.1.0). Changing any default of a field that is part
 # of a run's identity (every field except runtime.* and data.data_dir) changes this value, and
 # with it the name of every run directory: update it only on purpose. 8665a47b02 since
-# runtime.channels_last became the default (issue 10); fp32/NCHW configs keep 3d1ae486e4.
-DEFAULT_HASH = "8665a47b02"
-LEGACY_HASH = "3d1ae486e4"
+# runtime.channels_last became the default (issue 10); fp32/NCHW configs kept 3d1ae486e4.
+# 80db9a465c (fp32/NCHW: 5cc613d799) since the evidence protocol (issue 9) added data.train_eval
+# and eval_every to every run's identity: runs from before it were measured differently.
+DEFAULT_HASH = "80db9a465c"
+LEGACY_HASH = "5cc613d799"
+# The run committed in reports/runs before the protocol change, and the hash written with it.
+OLD_RUN, OLD_RUN_HASH = "cifar-80sec-cifar10-10ep", "b8aeb2654a"
 
 
 def _hint(key: str):
@@ -326,9 +330,18 @@ def test_old_config_json_with_bf16_key_reads_back_with_its_recorded_hash():
     legacy = from_dict(old)
     assert legacy.runtime.precision == "fp32" and legacy.hash() == apply(RunConfig(), {"channels_last": False}).hash()
     stored = sorted((REPO / "reports" / "runs").glob("*/config.json"))
-    for path in stored:  # the committed runs keep the names they were stored under
+    for path in stored:  # every committed record reads back into a RunConfig
         c = json.loads(path.read_text())
-        assert from_dict(c["config"]).hash() == c["hash"], path
+        cfg = from_dict(c["config"])
+        assert isinstance(cfg, RunConfig) and cfg.model.name == c["config"]["model"]["name"], path
+        if path.parent.name == OLD_RUN:
+            # Made before the protocol change (issue 9): its config has no data.train_eval or eval_every, so it
+            # reads back with today's defaults and cannot keep its hash; its record keeps the hash written then.
+            assert c["hash"] == OLD_RUN_HASH and cfg.hash() != OLD_RUN_HASH
+            assert json.loads((path.parent / "summary.json").read_text())["hash"] == OLD_RUN_HASH
+        else:  # runs recorded since keep the names they were stored under
+            assert cfg.hash() == c["hash"], path
+    assert OLD_RUN in [p.parent.name for p in stored]
 
 
 @pytest.mark.parametrize("value", ["fp16", "BF16", "float32", ""])
@@ -373,10 +386,78 @@ def test_make_config_rejects_bad_model_and_name_override():
 
 
 def test_every_registry_entry_has_valid_defaults():
-    from repro.models import ENTRIES
-
     for name, entry in ENTRIES.items():
         cfg = make_config(name)
         for key, value in entry.defaults.items():
             got = _get(cfg, key)
             assert got == (tuple(value) if isinstance(value, (list, tuple)) else value), (name, key)
+
+
+# --------------------------------------------------------------------------- validate
+
+VALID = apply(RunConfig(), {"data.holdout": 5000})  # the defaults, with the holdout the plateau schedule reads
+# Per RANGES key: values just outside its range, and values on its edge that are fine.
+OUT_OF_RANGE: dict[str, list] = {
+    "epochs": [0, -1], "seed": [-1], "eval_every": [0.0, -0.25, 1.5], "stall_steps": [0],
+    "target_train_error": [1.0, -0.1], "optim.lr": [0.0, -0.01], "optim.momentum": [1.0, -0.1],
+    "optim.weight_decay": [-1e-4], "optim.batch_size": [0], "optim.lr_factor": [0.0, 1.5], "optim.patience": [-1],
+    "optim.max_drops": [-1], "optim.milestones": [(0,), (3, 0)], "model.dropout": [1.0, -0.1],
+    "model.num_classes": [1], "model.input_size": [0], "data.train_eval": [0], "data.holdout": [-1],
+    "data.pca_noise": [-0.1], "runtime.threads": [0],
+}
+IN_RANGE: dict[str, list] = {
+    "epochs": [1], "seed": [0], "eval_every": [1.0, 1e-3], "stall_steps": [1], "target_train_error": [0.0, None],
+    "optim.lr": [1e-9], "optim.momentum": [0.0], "optim.weight_decay": [0.0, None], "optim.batch_size": [1],
+    "optim.lr_factor": [1.0], "optim.patience": [0], "optim.max_drops": [0], "optim.milestones": [(1,), ()],
+    "model.dropout": [0.0], "model.num_classes": [2], "model.input_size": [1], "data.train_eval": [1],
+    "data.holdout": [1], "data.pca_noise": [0.0], "runtime.threads": [1, None],
+}
+RANGE_KEYS = [key for key, _, _ in config.RANGES]
+
+
+def test_validate_passes_a_valid_config_through():
+    assert config.validate(VALID) is VALID
+
+
+@pytest.mark.parametrize("key", RANGE_KEYS)
+def test_validate_rejects_out_of_range_values(key):
+    for value in OUT_OF_RANGE[key]:
+        cfg = apply(VALID, {key: value})
+        with pytest.raises(ConfigError) as e:
+            config.validate(cfg)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith(f"{key}=") and "out of range" in msg, (value, msg)
+
+
+@pytest.mark.parametrize("key", RANGE_KEYS)
+def test_validate_accepts_values_on_the_edge_of_the_range(key):
+    for value in IN_RANGE[key]:
+        cfg = apply(VALID, {key: value})
+        assert config.validate(cfg) is cfg, value
+
+
+def test_every_range_has_test_values():
+    assert set(OUT_OF_RANGE) == set(IN_RANGE) == set(RANGE_KEYS)
+    assert all(k in all_keys() for k in RANGE_KEYS)
+
+
+def test_validate_refuses_plateau_without_a_holdout():
+    """Protocol §1: the plateau schedule steps on the holdout error; without one it would need the test set."""
+    cfg = apply(VALID, {"data.holdout": 0})
+    assert cfg.optim.schedule == "plateau"
+    with pytest.raises(ConfigError) as e:
+        config.validate(cfg)
+    msg = str(e.value)
+    assert "\n" not in msg and "optim.schedule=plateau" in msg and "data.holdout" in msg
+    for schedule in ("step", "constant"):  # nothing adapts: no holdout needed
+        other = apply(cfg, {"optim.schedule": schedule})
+        assert config.validate(other) is other
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_every_registry_entry_validates(name):
+    """Every model's own defaults can be trained as they are (alexnet and alexnet-cifar: with their holdouts)."""
+    cfg = make_config(name)
+    assert config.validate(cfg) is cfg
+    if cfg.optim.schedule == "plateau":
+        assert cfg.data.holdout > 0

@@ -37,6 +37,9 @@ def _cfg():
     # NCHW: the tolerances below are for its kernels' rounding at batch 16 vs 32. In channels_last
     # (the default) oneDNN rounds batch 16 and 32 differently enough to move pool1 argmaxes; after 6
     # steps conv1's weights then differ by ~4e-6 (0.1% of how far they moved), not by 1e-6.
+    # No holdout (the step schedule adapts nothing): the eval-mode training slice and, at the end, the
+    # test set are the sharded evaluations compared. (Other data, e.g. 128 images less a 32-image
+    # holdout, moves different pool1 argmaxes: conv1 then differs by ~2e-6, beyond the tolerance.)
     return make_config("cifar-80sec", {
         "data.dataset": "synthetic", "synthetic_train": 96, "synthetic_test": 40, "batch_size": 32,
         "epochs": 2, "threads": 1, "device": "cpu", "stall_steps": 10**6, "channels_last": False})
@@ -130,13 +133,19 @@ def test_two_ranks_end_with_the_parameters_of_one_process_on_the_combined_batch(
         torch.testing.assert_close(a["optimizer"]["state"][i]["velocity"], s["velocity"], rtol=1e-5, atol=1e-6)
     rows_a = [json.loads(x) for x in (two / "metrics.jsonl").read_text().splitlines()]
     rows_b = [json.loads(x) for x in (one / "metrics.jsonl").read_text().splitlines()]
-    assert [r["steps"] for r in rows_a] == [r["steps"] for r in rows_b] == [3, 6]
-    assert [r["images"] for r in rows_a] == [r["images"] for r in rows_b] == [96, 96]
+    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b] == [0, 3, 6]
+    assert [r["images"] for r in rows_a] == [r["images"] for r in rows_b] == [0, 96, 96]
     for ra, rb in zip(rows_a, rows_b, strict=True):
-        for key in ("train_loss", "val_loss"):
+        for key in ("train_loss", "train_loss_running"):
+            if rb[key] is None:  # the epoch-0 row's running figures
+                assert ra[key] is None, key
+                continue
             assert ra[key] == pytest.approx(rb[key], rel=1e-5), key
-        for key in ("train_error", "val_error", "val_top5_error"):
+        for key in ("train_error", "train_error_running"):
             assert ra[key] == rb[key], key
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (two, one))
+    assert sa["test_loss"] == pytest.approx(sb["test_loss"], rel=1e-5)  # the test set too, over both shards
+    assert (sa["test_error"], sa["test_top5_error"]) == (sb["test_error"], sb["test_top5_error"])
 
 
 def test_each_rank_reads_only_its_own_shard(two_ranks):
@@ -187,8 +196,8 @@ def test_repro_train_nproc_2_under_torchrun(tmp_path):
     assert "torch.distributed.run" in proc.stderr and "--nproc-per-node=2" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing written anywhere else
     assert len(list(out.glob("summary.json"))) == 1 and len(list(out.glob("metrics.jsonl"))) == 1
-    rows = (out / "metrics.jsonl").read_text().splitlines()
-    assert len(rows) == 1 and json.loads(rows[0])["images"] == 256
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1] and rows[1]["images"] == 256  # the epoch-0 row, then epoch 1
     assert json.loads((out / "summary.json").read_text())["status"] == "finished"
     assert proc.stdout.count("finished:") == 1  # one report, from rank 0
 
