@@ -4,18 +4,22 @@
 
 A run directory (its files: repro.rundir) holds everything needed to trust and to continue
 a run: the resolved config, the environment, the dataset's identity, one metrics row per
-epoch, a checkpoint (model, optimizer, scheduler, every RNG state, epoch, the metrics so
-far) and, written last, a summary whose status is finished | target-reached | diverged.
+evaluation (every `eval_every` epochs, and one at epoch 0: repro.evaluation), a checkpoint
+(model, optimizer, scheduler, every RNG state, epoch, the metrics so far) and, written last,
+a summary whose status is finished | target-reached | diverged, with the test-set figures
+of the one evaluation of the test set, at the end.
 
-The checkpoint is written atomically at the end of every epoch, and everything random in
-an epoch (order, crops, flips, colour noise) is a pure function of (seed, epoch), with the
-dropout RNG saved in the checkpoint: rerunning the same command after a `kill -9` resumes
-at the last finished epoch and, with `--deterministic` on a CPU, ends with exactly the
-metrics of an uninterrupted run. A finished run is never trained twice.
+The checkpoint is written atomically at the end of every epoch (and at the evaluation that
+reaches a target), and everything random in an epoch (order, crops, flips, colour noise) is
+a pure function of (seed, epoch), with the dropout RNG saved in the checkpoint: rerunning the
+same command after a `kill -9` resumes at the last finished epoch and, with `--deterministic`
+on a CPU, ends with exactly the metrics of an uninterrupted run. A finished run is never
+trained twice.
 
 The paper's procedure (§5): batch 128, momentum 0.9, weight decay 5e-4, lr 0.01 divided
-by 10 when the validation error stops improving, three times, then stop. The cuda-convnet
-nets use their layer files' step schedules instead (repro.models.registry).
+by 10 when the validation error (here: the holdout's, never the test set's) stops
+improving, three times, then stop. The cuda-convnet nets use their layer files' step
+schedules instead (repro.models.registry).
 """
 
 from __future__ import annotations
