@@ -202,7 +202,8 @@ def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tu
              if e.evaluate is not None]
     rows = [
         ("ablation", f"`{spec.name}` ({spec_label(spec)}{', changed since these runs' if spec_changed else ''})"),
-        ("scale", f"{scale}: {spec.scales[scale].notes}" if scale in spec.scales else str(scale)),
+        ("scale", f"{scale}: {spec.scales[scale].notes}" if scale in spec.scales and spec.scales[scale].notes
+         else str(scale)),
         ("model", ", ".join(map(str, _uniq(done, "model"))) or "?"),
         ("dataset", ds_text),
         ("splits", "; ".join(splits) or "?"),
@@ -602,6 +603,10 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
               f"[records/](records/); newest record {max(dates) if dates else '—'}). Each interval is at 95% on "
               "its own: with this many claims, expect about one in twenty to miss by chance. Smoke-scale reports "
               f"go to `results/{SMOKE_REPORTS}/`, never here.", ""]
+    if any(r["test"] == "?" for r in rows):
+        lines += ["> Rows whose test is `?` come from reports made before committed run records and the "
+                  "train/holdout/test split: they cannot be rebuilt, and their runs validated on the test set. "
+                  "Rerun those ablations.", ""]
     lines += [_md_table(pd.DataFrame(rows)) if rows else "No real-data reports yet: run `repro ablate NAME`.", ""]
     path = reports / "README.md"
     write_text(path, "\n".join(lines))

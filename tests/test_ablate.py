@@ -7,6 +7,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import time
 from collections import Counter, defaultdict
@@ -16,7 +17,7 @@ import pytest
 from filelock import FileLock
 from rich.console import Console
 
-from repro import ablate, spec_file
+from repro import ablate, report, spec_file
 from repro.ablation import plan
 from repro.errors import ConfigError
 from tests.fixtures import fake_trainer
@@ -311,3 +312,73 @@ def test_end_to_end_with_the_real_trainer(tmp_path):
     [again] = run_ablation(str(spec), scale="smoke", results_dir=tmp_path / "results",
                            reports_dir=tmp_path / "reports", quiet=True, device="cpu")
     assert (again.trained, again.skipped) == (0, 4)
+
+
+# ----------------------------------------------------------------------------- committed run records
+
+
+def _cifar(name, tmp_path, results="results", **kw):
+    data = tmp_path / "data"
+    (data / "cifar-10-batches-py").mkdir(parents=True, exist_ok=True)  # the fake trainer reads no data
+    return _ablate(name, tmp_path, scale="cifar", seeds=2, epochs=2, data_dir=str(data),
+                   **({"results_dir": tmp_path / results} if results != "results" else {}), **kw)
+
+
+def test_finished_runs_are_committed_and_a_fresh_clone_retrains_nothing(tmp_path):
+    """At a real-data scale every finished run's record (no checkpoint, no lock) lands in
+    reports/records/ with the manifest; with results/ gone, the records count as finished
+    runs for ablate, --dry-run and --plan, and the report rebuilds identically from them."""
+    [out] = _cifar("pooling", tmp_path)
+    assert out.trained == 4
+    recs = tmp_path / "reports" / "records" / "pooling"
+    dirs = sorted(recs.glob("*/*-*"))
+    assert len(dirs) == 4 and (recs / "manifest-cifar.json").is_file()
+    for d in dirs:
+        assert sorted(p.name for p in d.iterdir()) == sorted(
+            ["config.json", "dataset.json", "env.json", "metrics.jsonl", "summary.json"])
+    assert not list(recs.rglob("*.lock"))
+    before = {n: (tmp_path / "reports" / n).read_bytes() for n in ("pooling.md", "pooling.csv")}
+    shutil.rmtree(tmp_path / "results")  # a fresh clone: only what is committed
+    calls = []
+    [again] = _cifar("pooling", tmp_path, trainer=lambda *a, **k: calls.append(1))
+    assert calls == [] and (again.trained, again.skipped) == (0, 4)
+    assert {n: (tmp_path / "reports" / n).read_bytes() for n in before} == before
+    [dry] = _cifar("pooling", tmp_path, dry_run=True)
+    assert {r["state"] for r in dry.plan} == {"done"}
+    stream = io.StringIO()
+    _cifar("pooling", tmp_path, plan=True, stream=stream)
+    assert "--only" not in stream.getvalue() and "0 to run" in stream.getvalue()
+    # an identical run committed by another ablation is copied, not retrained (gpus' `two` = pooling's `overlapping`)
+    [gpus] = _cifar("gpus", tmp_path)
+    assert (gpus.reused, gpus.trained) == (2, 2)
+    origin = next((tmp_path / "results" / "gpus" / "two").glob("*/reused_from.txt")).read_text()
+    assert origin.startswith("pooling/overlapping/") and str(tmp_path) not in origin  # no absolute paths
+
+
+def test_smoke_runs_are_never_committed(tmp_path):
+    _ablate("pooling", tmp_path)
+    assert not (tmp_path / "reports").exists()
+
+
+def test_evaluation_arm_trains_nothing_and_reads_the_other_protocol(tmp_path):
+    """ten-crop's `ten` is the ten-view evaluation of `centre`'s runs: trained once, exactly paired."""
+    calls = []
+
+    def trainer(cfg, out, **kw):
+        calls.append(cfg.data.test_views)
+        return fake_trainer.run(cfg, out, **kw)
+
+    [out] = _ablate("ten-crop", tmp_path, trainer=trainer)
+    assert out.total == 2 and calls == [1, 1]
+    m = json.loads((tmp_path / "results" / "ten-crop" / "manifest-smoke.json").read_text())
+    ten = [r for r in m["runs"] if r["arm"] == "ten"]
+    centre = [r for r in m["runs"] if r["arm"] == "centre"]
+    assert [r["dir"] for r in ten] == [r["dir"] for r in centre] and {r["views"] for r in ten} == {10}
+    _, _, runs, rows = report.build("ten-crop", tmp_path / "results", scale="smoke", reports_dir=tmp_path / "reports")
+    eff = rows[0]["effect"]
+    assert eff.test == "paired" and eff.interval.n == 2 and eff.estimate == pytest.approx(-1.5)
+    assert "| ten " in out.report.read_text()
+    stream = io.StringIO()
+    shutil.rmtree(tmp_path / "results")
+    _ablate("ten-crop", tmp_path, plan=True, stream=stream)
+    assert stream.getvalue().count("--only") == 2 and "ten/" not in stream.getvalue()
