@@ -60,8 +60,8 @@ def test_readme_first_command_leaves_reports_untouched(tmp_path, monkeypatch):
     from repro.cli import app
     from tests.fixtures import fake_trainer
 
-    def snapshot() -> dict[str, str]:
-        return {p.relative_to(REPO).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+    def snapshot() -> dict[str, tuple[str, int]]:  # content and mtime: not even rewritten identically
+        return {p.relative_to(REPO).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
                 for p in sorted((REPO / "reports").rglob("*")) if p.is_file()}
 
     before = snapshot()
