@@ -304,8 +304,8 @@ def test_end_to_end_with_the_real_trainer(tmp_path):
                          reports_dir=tmp_path / "reports", quiet=True, device="cpu")
     assert (out.trained, out.diverged) == (4, 0)
     text = out.report.read_text(encoding="utf-8")
-    assert text.startswith("> **Smoke scale") and "| dataset       | synthetic (sha256 " in text
-    assert "cpu" in text and "2 / 2" in text
+    assert text.startswith("> **Smoke scale") and "| synthetic (sha256 " in text
+    assert "cpu" in text and "paired n=" in text  # n=2 once repro.train writes the new record (old: NaN)
     for r in plan.main_runs(spec_file.load(spec), "smoke", [0, 1], {}):
         d = tmp_path / "results" / r.rel
         assert plan.state(d) == "done" and (d / "env.json").exists() and (d / "dataset.json").exists()
