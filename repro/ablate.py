@@ -12,6 +12,11 @@ the report.
 
 Two `repro ablate` processes may share a results directory: each run is trained under a
 file lock (repro.rundir), so they, `--jobs` workers and `--only` commands all compose.
+
+Where things go (`store`): runs train under `--results`; at real-data scales each finished
+run's record is also copied into `<reports>/records/` (committed), and a record there counts
+as a finished run, so a fresh clone retrains nothing it has. Smoke runs never touch
+`<reports>/`: their reports go to `<results>/smoke-reports/` and no scorecard is written.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from repro import report, spec_file
+from repro import report, rundir, spec_file
 from repro.ablation import plan
 from repro.ablation.execute import Outcome, Progress, Runner, Trainer, raise_failed, run_stages
 from repro.ablation.request import AblationRequest
@@ -120,22 +125,30 @@ def run_ablation(request: AblationRequest, *, trainer: Trainer | None = None, co
     with runner:
         for spec in specs:
             outcomes.append(ablate_one(spec, request, trainer, console, runner))
-    if not request.dry_run and request.only is None:
+    if not request.dry_run and request.only is None and scale != "smoke":
         report.write_scorecard(request.reports_dir)
     return outcomes
+
+
+def store(request: AblationRequest) -> rundir.Store:
+    """Where the request's runs live: results, plus the committed records at real-data scales."""
+    records = rundir.records_root(request.reports_dir) if request.scale != "smoke" else None
+    return rundir.Store(Path(request.results_dir), records)
 
 
 def _runner(request: AblationRequest, trainer: Trainer | None) -> Any:
     if request.jobs > 1 and not request.dry_run:
         from repro.ablation.pool import Pool
 
-        return Pool(request.jobs, Path(request.results_dir), trainer)
-    return Runner(Path(request.results_dir), trainer)
+        return Pool(request.jobs, store(request), trainer)
+    return Runner(store(request), trainer)
 
 
 def _settings(spec: AblationSpec, request: AblationRequest) -> tuple[list[int], dict[str, Any]]:
-    """This spec's seeds and the command line's overrides of its runs' configs."""
+    """This spec's seeds and the command line's overrides of its runs' configs (a ConfigError
+    if its runs would adapt anything without a holdout: spec_file.AblationSpec.check_scale)."""
     ov = plan.run_overrides(spec, request.epochs, request.data_dir, request.device, request.override_map)
+    spec.check_scale(request.scale, ov)
     n = request.seeds if request.seeds is not None else spec.scales[request.scale].seeds
     return list(range(n)), ov
 
@@ -144,7 +157,7 @@ def ablate_one(spec: AblationSpec, request: AblationRequest, trainer: Trainer | 
                runner: Any) -> Outcome:
     """One spec at the request's scale: list its runs (dry run), or train the named runs
     (--only), or train what is missing and write its report."""
-    scale, results = request.scale, Path(request.results_dir)
+    scale, results = request.scale, store(request)
     seeds, overrides = _settings(spec, request)
     out = Outcome(spec.name, scale, plan.total_runs(spec, scale, seeds))
     if request.dry_run:
@@ -157,7 +170,7 @@ def ablate_one(spec: AblationSpec, request: AblationRequest, trainer: Trainer | 
     with Progress(spec.name, out.total, request.quiet, console, parallel=runner.jobs) as progress:
         run_stages(runner, spec, scale, seeds, overrides, results, progress, out)
     raise_failed(out)
-    out.report = report.write_report(spec, results, request.reports_dir, scale=scale)
+    out.report = report.write_report(spec, request.results_dir, request.reports_dir, scale=scale)
     # the one-line result, also under --quiet (which hides only the progress view)
     console.print(f"{spec.name}: {out.trained} trained, {out.skipped} already done, {out.reused} copied, "
                   f"{out.diverged} diverged; report: {out.report}", highlight=False, soft_wrap=True)
@@ -167,7 +180,7 @@ def ablate_one(spec: AblationSpec, request: AblationRequest, trainer: Trainer | 
 def _ablate_only(spec: AblationSpec, request: AblationRequest, seeds: list[int], overrides: dict[str, Any],
                  out: Outcome, console: Console, runner: Any) -> Outcome:
     """--only: the named runs (waiting for one locked elsewhere), then the manifest; no report."""
-    scale, results = request.scale, Path(request.results_dir)
+    scale, results = request.scale, store(request)
     runs = plan.only_runs(spec, scale, seeds, overrides, results, request.only)
     out.total = len(runs)
     with Progress(spec.name, len(runs), request.quiet, console, parallel=runner.jobs) as progress:
@@ -175,7 +188,8 @@ def _ablate_only(spec: AblationSpec, request: AblationRequest, seeds: list[int],
     plan.update_manifest(spec, scale, seeds, overrides, results)
     raise_failed(out)
     shipped = (spec_file.ABLATIONS_DIR / f"{spec.name}.toml").is_file() and spec.path.endswith(f"{spec.name}.toml")
-    where = "" if str(results) == "results" else f" --results {results}"
+    where = "" if request.results_dir == "results" else f" --results {request.results_dir}"
+    where += "" if request.reports_dir == "reports" else f" --reports {request.reports_dir}"
     console.print(f"{spec.name}: {out.trained} trained, {out.skipped} already done, {out.reused} copied, "
                   f"{out.diverged} diverged (of {len(runs)} named by --only); once every run is done: "
                   f"repro report {spec.name if shipped else spec.path} --scale {scale}{where}",
@@ -205,7 +219,7 @@ def _plan(specs: Sequence[AblationSpec], request: AblationRequest, stream: TextI
     for spec in specs:
         seeds, overrides = _settings(spec, request)
         one = dataclasses.replace(request, name=spec.name if request.name == "all" else request.name)
-        cmds, notes = plan.plan_commands(spec, one, request.scale, seeds, overrides)
+        cmds, notes = plan.plan_commands(spec, one, request.scale, seeds, overrides, store(request))
         outcomes.append(Outcome(spec.name, request.scale, plan.total_runs(spec, request.scale, seeds), commands=cmds))
         commands += cmds
         comments += notes

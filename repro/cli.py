@@ -150,7 +150,8 @@ def report(
     results: Annotated[str, typer.Option("--results", help="Where the run directories are.")] = "results",
     reports: Annotated[str, typer.Option("--reports", help="Reports go here.")] = "reports",
 ) -> None:
-    """Write reports/NAME.md (+ .csv, .png) and reports/README.md from stored runs; trains nothing."""
+    """Write reports/NAME.md (+ .csv, .png) and reports/README.md from the run records (reports/records/
+    first, then --results); trains nothing. Smoke-scale reports go to RESULTS/smoke-reports/."""
     from repro.report import write_reports
 
     for path in write_reports(name, results, reports, scale=scale):

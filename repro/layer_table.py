@@ -72,3 +72,24 @@ def layer_table(cfg: ModelConfig) -> tuple[list[LayerRow], dict]:
             totals["paper"] |= {"input_neurons": paper.INPUT_NEURONS, "printed_layer_neurons": sum(
                 paper.LAYER_NEURONS.values()), "note": paper.CONV1_NOTE}
     return rows, totals
+
+
+def cost(cfg: ModelConfig) -> tuple[int, int]:
+    """(parameters, multiply-adds per image) of the net `cfg` describes, measured with one
+    forward pass: a conv or linear layer costs one multiply-add per weight per output position
+    (a locally connected layer's weights are each used once)."""
+    model = build(cfg).eval()
+    macs = [0]
+
+    def count(m: nn.Module, i: tuple, o: torch.Tensor) -> None:
+        if isinstance(m, nn.Conv2d):
+            macs[0] += m.weight.numel() * o.shape[2] * o.shape[3]
+        elif isinstance(m, (nn.Linear, LocallyConnected2d)):
+            macs[0] += m.weight.numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, WEIGHTED)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, cfg.input_size, cfg.input_size))
+    for h in hooks:
+        h.remove()
+    return sum(p.numel() for p in model.parameters()), macs[0]

@@ -2,8 +2,10 @@
 
     run_values(run dir)          every metric of spec_file.METRICS for one run, (value, censored)
     collect(spec, manifest)      one row per run of a manifest: values, status, provenance
-    curves(roots, runs)          per arm, each analysed run's error per epoch
+    curves(roots, runs)          per arm, each analysed run's errors per (fractional) epoch
     arm_values(runs, arm, m)     an arm's values of one metric, for repro.stats
+    paired_values(runs, a, b, m) two arms' values matched by seed (paired claims)
+    crossing(rows, key, y)       when a curve first reaches y, interpolated between evaluations
 
 The run directories are found through repro.rundir, under one or more roots (`roots`: the
 first that holds a run's summary wins), so a manifest's runs may lie in more than one place.
@@ -17,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from repro import config as rc
@@ -32,37 +33,70 @@ def number(x: Any) -> float:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
 
 
-def run_values(run_dir: Path, spec: AblationSpec | None = None, cfg: rc.RunConfig | None = None
-               ) -> dict[str, tuple[float, bool]]:
+def run_values(run_dir: Path, spec: AblationSpec | None = None, cfg: rc.RunConfig | None = None,
+               views: int | None = None) -> dict[str, tuple[float, bool]]:
     """Every metric of spec_file.METRICS for one run: (value, censored). Errors are fractions.
     `censored` marks epochs_to_target = the epochs run, a lower bound (target never reached).
-    test_error falls back to the final validation error when validation was on the test set
-    (holdout 0) with one view, for trainers that store no separate test error."""
+    views 1 or 10: the test_* metrics are that protocol's (`test_error_10view` ...), as an
+    evaluation arm reads them. A record from before the train/holdout/test split (no
+    running training error) reads as NaN throughout: it cannot back a claim."""
     s = rundir.read_summary(run_dir) or {}
     rows = rundir.read_metrics(run_dir)
     cfg = cfg or rundir.run_config(run_dir)
+    nan = {m: (math.nan, False) for m in spec_file.METRICS}
+    if not ("final_train_error_running" in s or any("train_error_running" in r for r in rows)):
+        return nan
     last = rows[-1] if rows else {}
-    v: dict[str, tuple[float, bool]] = {}
-    train = number(s.get("final_train_error", last.get("train_error")))
-    val = number(s.get("final_val_error", last.get("val_error")))
-    v["train_error"] = (train, False)
-    v["val_error"] = (val, False)
-    v["val_top5_error"] = (number(s.get("final_val_top5_error", last.get("val_top5_error"))), False)
-    best = s.get("best_val_error")
-    if best is None and rows:
-        best = min(number(r.get("val_error")) for r in rows)
-    v["best_val_error"] = (number(best), False)
-    same_as_val = cfg is not None and cfg.data.holdout == 0 and cfg.data.test_views == 1
-    for key, fallback in (("test_error", "val_error"), ("test_top5_error", "val_top5_error")):
-        x = number(s.get(key))
-        if math.isnan(x) and same_as_val:
-            x = v[fallback][0]
-        v[key] = (x, False)
-    v["gap"] = (val - train, False)
-    trains = [number(r.get("train_error")) for r in rows]
-    v["mean_train_error"] = (float(np.mean(trains)) if trains else math.nan, False)
+    v = dict(nan)
+    for m in ("test_error", "test_error_1view", "test_error_10view", "test_loss", "test_top5_error"):
+        v[m] = (number(s.get(m)), False)
+    if views is not None:
+        headline = cfg is not None and cfg.data.test_views == views
+        for m, pattern in spec_file.VIEW_METRICS.items():
+            x = number(s.get(pattern.format(v=views)))
+            v[m] = (number(s.get(m)) if math.isnan(x) and headline else x, False)
+    v["final_train_error"] = (number(s.get("final_train_error", last.get("train_error"))), False)
+    v["final_train_error_running"] = (number(s.get("final_train_error_running", last.get("train_error_running"))),
+                                      False)
+    v["final_holdout_error"] = (number(s.get("final_holdout_error", last.get("holdout_error"))), False)
+    v["best_holdout_error"] = (number(s.get("best_holdout_error", _min(rows, "holdout_error"))), False)
+    v["holdout_loss_min"] = (_min(rows, "holdout_loss"), False)
+    v["gap"] = (v["test_error"][0] - v["final_train_error"][0], False)
     v["epochs_to_target"] = _epochs_to_target(s, rows, spec, cfg)
+    v["epochs_to_converge"] = (converged_at(rows, spec.converge_tol if spec is not None else 0.01), False)
     return v
+
+
+def _min(rows: list[dict], key: str) -> float:
+    xs = [x for r in rows if not math.isnan(x := number(r.get(key)))]
+    return min(xs) if xs else math.nan
+
+
+def crossing(rows: Sequence[Mapping[str, Any]], key: str, threshold: float) -> float | None:
+    """The fractional epoch at which `key` first falls to `threshold`, linearly interpolated
+    between the two evaluations around the crossing; None if it never does."""
+    prev = None
+    for r in rows:
+        y = number(r.get(key))
+        if math.isnan(y):
+            continue
+        if y <= threshold:
+            if prev is None or prev[1] == y:
+                return float(r["epoch"])
+            e0, y0 = prev
+            return float(e0 + (y0 - threshold) / (y0 - y) * (float(r["epoch"]) - e0))
+        prev = (float(r["epoch"]), y)
+    return None
+
+
+def converged_at(rows: Sequence[Mapping[str, Any]], tol: float) -> float:
+    """The first evaluation epoch whose eval-mode training error is within `tol` of the final one."""
+    ys = [(float(r["epoch"]), number(r.get("train_error"))) for r in rows]
+    ys = [(e, y) for e, y in ys if not math.isnan(y)]
+    if not ys:
+        return math.nan
+    final = ys[-1][1]
+    return next(e for e, y in ys if abs(y - final) <= tol + 1e-12)
 
 
 def _epochs_to_target(s: Mapping[str, Any], rows: list[dict], spec: AblationSpec | None,
@@ -73,9 +107,9 @@ def _epochs_to_target(s: Mapping[str, Any], rows: list[dict], spec: AblationSpec
         threshold = number(s.get("target_train_error"))
     if threshold is None or math.isnan(threshold) or not rows:
         return math.nan, False
-    hit = [r["epoch"] for r in rows if number(r.get("train_error")) <= threshold]
-    if hit:
-        return float(hit[0]), False
+    hit = crossing(rows, "train_error", threshold)
+    if hit is not None:
+        return hit, False
     return float(s.get("epochs_run") or rows[-1]["epoch"]), True
 
 
@@ -90,12 +124,14 @@ def _row(spec: AblationSpec, manifest: Mapping[str, Any], e: Mapping[str, Any], 
     ds = rundir.read_dataset(d) or {}
     cfg = rundir.run_config(d)
     status = s.get("status", "unknown") if s else ("partial" if rundir.has_metrics(d) else "pending")
-    values = run_values(d, spec, cfg) if s else {}
+    values = run_values(d, spec, cfg, e.get("views")) if s else {}
     row = {
         "ablation": spec.name, "scale": manifest.get("scale"), "stage": e["stage"], "arm": e["arm"],
+        "evaluates": e.get("evaluates"),
         "grid": e.get("grid_value"), "seed": e["seed"], "hash": e["hash"], "status": status,
         "in_analysis": bool(e.get("main")) and status in rundir.DONE,
         "epochs_run": (s or {}).get("epochs_run"), "epochs": cfg.epochs if cfg else None,
+        "eval_every": number((s or {}).get("eval_every")),
     }
     for m in spec_file.METRICS:
         val, cens = values.get(m, (math.nan, False))
@@ -107,20 +143,26 @@ def _row(spec: AblationSpec, manifest: Mapping[str, Any], e: Mapping[str, Any], 
         "reused": rundir.was_reused(d),
         "device": env.get("device"), "device_name": env.get("device_name"), "torch": env.get("torch"),
         "git_revision": env.get("git_revision"), "git_dirty": env.get("git_dirty"),
+        "code_fingerprint": env.get("code_fingerprint"), "precision": env.get("precision"),
+        "channels_last": env.get("channels_last"), "finished_at": (s or {}).get("finished_at"),
         "dataset": ds.get("name"), "dataset_sha256": ds.get("sha256"), "synthetic": ds.get("synthetic"),
+        **{k: ds.get(k) for k in ("train_size", "holdout_size", "test_size", "train_eval_size")},
         "model": cfg.model.name if cfg else None, "dir": e["dir"],
     })
     return row
 
 
+CURVES = ("train_error", "train_error_running", "holdout_error")
+
+
 def curves(roots: Sequence[Path], runs: pd.DataFrame) -> Curves:
-    """Per arm, each analysed run's (epochs, {metric: values}) from metrics.jsonl."""
+    """Per training arm, each analysed run's (fractional epochs, {series: values}) from
+    metrics.jsonl (evaluation arms train nothing: their curves are their `of` arm's)."""
     out: Curves = defaultdict(list)
-    for _, r in runs[runs["in_analysis"]].iterrows():
+    for _, r in runs[runs["in_analysis"] & runs["evaluates"].isna()].iterrows():
         m = rundir.read_metrics(rundir.locate(r["dir"], roots))
         if m:
-            out[r["arm"]].append(([x["epoch"] for x in m],
-                                  {k: [number(x.get(k)) for x in m] for k in ("train_error", "val_error")}))
+            out[r["arm"]].append(([float(x["epoch"]) for x in m], {k: [number(x.get(k)) for x in m] for k in CURVES}))
     return out
 
 
@@ -140,3 +182,17 @@ def arm_values(runs: pd.DataFrame, arm: str, metric: str) -> tuple[list[float], 
     vals = [float(x) for x in sel[metric] if not math.isnan(float(x))]
     censored = metric == "epochs_to_target" and bool((sel["target_reached"] == False).any())  # noqa: E712
     return vals, censored
+
+
+def paired_values(runs: pd.DataFrame, arm: str, against: str, metric: str
+                  ) -> tuple[list[float], list[float], list[int], list[int]]:
+    """The two arms' values of `metric` matched by seed: (a, b, seeds, dropped), where
+    `dropped` lists the seeds with a value in only one of the arms (left out of both)."""
+    def by_seed(name: str) -> dict[int, float]:
+        sel = runs[runs["in_analysis"] & (runs["arm"] == name)]
+        return {int(s): float(x) for s, x in zip(sel["seed"], sel[metric], strict=True) if not math.isnan(float(x))}
+
+    a, b = by_seed(arm), by_seed(against)
+    seeds = sorted(set(a) & set(b))
+    dropped = sorted(set(a) ^ set(b))
+    return [a[s] for s in seeds], [b[s] for s in seeds], seeds, dropped

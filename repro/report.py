@@ -1,27 +1,28 @@
-"""`repro report`: stored runs -> reports/NAME.md (+ .csv, .json, -train.png, -val.png), and a scorecard.
+"""`repro report`: run records -> reports/NAME.md (+ .csv, .json, -train.png, -holdout.png), and a scorecard.
 
-Reads only what `repro ablate` stored: `results/<ablation>/manifest-<scale>.json` (which run
-directories make up the ablation) and those run directories, through repro.records and
-repro.rundir. It never trains. This module renders; the numbers come from repro.stats:
+Reads only run records: `<root>/<ablation>/manifest-<scale>.json` (which run directories
+make up the ablation) and those run directories, through repro.records and repro.rundir,
+under two roots: the committed records (`reports/records`, see `records_root`) first, then
+the results directory. It never trains. This module renders; the numbers come from
+repro.stats: for each claim, the test its TOML declares (paired: per-seed differences; welch)
+gives a 95% t interval on the effect (percentage points, or a ratio on logs), and the
+verdict is one of reproduced / contradicted / no effect / inconclusive.
 
-For each claim of the spec, the measured effect (arm - against, in percentage points, or
-arm / against as a ratio of geometric means) gets a 95% Welch t interval (on log values
-for ratios), and a verdict against the paper's effect (repro.stats.verdict: reproduced,
-contradicted or inconclusive).
-
-A run that stopped at its epoch cap without reaching a training-error target counts its
-cap as a lower bound on epochs_to_target: the interval is then open on that side, and the
-estimate is printed as a bound (">= 5.2x").
+Where reports go: real-data scales into `reports/` (`NAME.md`; `NAME-imagenet.md` for the
+imagenet scale); the smoke scale into `<results>/smoke-reports/` (git-ignored), never into
+`reports/`. A report is a pure function of its records: no clock (the "generated" line is
+the newest record's `finished_at`), no absolute paths, plots without date or version
+metadata, so `repro report all` on a fresh clone rebuilds every committed report byte for byte.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +32,47 @@ import pandas as pd
 from repro import files, records, rundir, spec_file, stats
 from repro.errors import ReproError
 from repro.files import write_text
-from repro.records import arm_values
+from repro.records import arm_values, paired_values
 from repro.spec_file import AblationSpec, Claim
 from repro.stats import Effect, measure
 
 DONE = rundir.DONE
+RECORDS = "records"  # under the reports folder: the committed run records
+SMOKE_REPORTS = "smoke-reports"  # under the results folder: where smoke reports go
 SMOKE_BANNER = "> **Smoke scale: synthetic data, tiny budget — these numbers are not comparable to the paper.**"
 SYNTHETIC_BANNER = "> **Synthetic data — these numbers are not comparable to the paper.**"
-ERROR_METRICS = ("train_error", "val_error", "val_top5_error", "best_val_error", "test_error", "test_top5_error",
-                 "gap", "mean_train_error")
+ERROR_METRICS = ("test_error", "test_error_1view", "test_error_10view", "test_top5_error", "final_train_error",
+                 "final_train_error_running", "final_holdout_error", "best_holdout_error", "gap")
+EPOCH_METRICS = ("epochs_to_target", "epochs_to_converge")
 LABELS = {
-    "train_error": "train error", "val_error": "top-1 val error", "val_top5_error": "top-5 val error",
-    "best_val_error": "best top-1 val error", "test_error": "top-1 test error", "test_top5_error": "top-5 test error",
-    "gap": "val - train gap", "mean_train_error": "mean train error", "epochs_to_target": "epochs to target",
+    "test_error": "top-1 test error", "test_error_1view": "top-1 test error (1 view)",
+    "test_error_10view": "top-1 test error (10 views)", "test_loss": "test loss",
+    "test_top5_error": "top-5 test error", "final_train_error": "train error (eval mode)",
+    "final_train_error_running": "train error (running)", "final_holdout_error": "holdout error",
+    "best_holdout_error": "best holdout error", "holdout_loss_min": "lowest holdout loss",
+    "epochs_to_target": "epochs to target", "gap": "test - train gap", "epochs_to_converge": "epochs to converge",
 }
 REPORT_KIND = "repro-ablation-report"
+PNG_METADATA = {"Software": None}  # no matplotlib version or date in the PNG: rebuilt byte for byte
+
+
+def records_root(reports_dir: str | os.PathLike) -> Path:
+    """Where the committed run records live: `<reports>/records`."""
+    return Path(reports_dir) / RECORDS
+
+
+def roots(results_dir: str | os.PathLike, reports_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """The roots run records are read from, in order: committed records, then results."""
+    return records_root(reports_dir), Path(results_dir)
+
+
+def output_dir(scale: str, results_dir: str | os.PathLike, reports_dir: str | os.PathLike) -> Path:
+    """Smoke reports go under the results folder (git-ignored); real-data ones into reports/."""
+    return Path(results_dir) / SMOKE_REPORTS if scale == "smoke" else Path(reports_dir)
+
+
+def report_stem(name: str, scale: str) -> str:
+    return name if scale in ("smoke", "cifar") else f"{name}-{scale}"
 
 
 # ----------------------------------------------------------------------------- rendering numbers
@@ -59,9 +86,13 @@ def effect_text(e: Effect) -> str:
     est = f"{b}{_fmt_effect(e.estimate, e.unit)}"
     if not e.has_interval:
         return f"{est} (no interval: n = {e.n_arm} vs {e.n_against})"
-    left = "(" if math.isinf(e.lo) or (e.unit == "x" and e.lo == 0) else "["
-    right = ")" if math.isinf(e.hi) else "]"
-    return f"{est} {left}{_fmt_bound(e.lo, e.unit)}, {_fmt_bound(e.hi, e.unit)}{right}"
+    return f"{est} {interval_text(e.lo, e.hi, e.unit)}"
+
+
+def interval_text(lo: float, hi: float, unit: str) -> str:
+    left = "(" if math.isinf(lo) or (unit == "x" and lo == 0) else "["
+    right = ")" if math.isinf(hi) else "]"
+    return f"{left}{_fmt_bound(lo, unit)}, {_fmt_bound(hi, unit)}{right}"
 
 
 def _fmt_effect(x: float, unit: str) -> str:
@@ -76,7 +107,23 @@ def _fmt_bound(x: float, unit: str) -> str:
 
 def judge(claim: Claim, effect: Effect) -> tuple[str, str]:
     """The verdict on `claim` (repro.stats.verdict) and its reason."""
-    return stats.verdict(effect.lo, effect.hi, claim.null, claim.side, claim.band)
+    return stats.verdict(effect.interval, claim.null, claim.side, claim.band, claim.margin_band)
+
+
+def seeds_advice(claim: Claim, effect: Effect) -> str:
+    """For an inconclusive claim: how many seeds the measured spread predicts are needed."""
+    size = claim.reference
+    sd = effect.interval.sd
+    if size is None:
+        return "no seed count: the claim states neither a size nor a margin"
+    if not math.isfinite(sd):
+        return "no seed count: no measured spread yet (needs 2 runs per arm)"
+    n = stats.seeds_needed(sd, size, claim.test)
+    what = "margin" if claim.margin is not None else "paper's value"
+    scale = "pp" if claim.unit == "pp" else "on logs"
+    per = "pairs" if claim.test == "paired" else "seeds per arm"
+    return (f"the measured sd ({sd:.2f} {scale}) predicts {n if n is not None else 'over 10,000'} {per} "
+            f"for 80% power against the {what}")
 
 
 def _fmt_value(metric: str, vals: list[float], censored: bool) -> str:
@@ -85,84 +132,147 @@ def _fmt_value(metric: str, vals: list[float], censored: bool) -> str:
     scale = 100.0 if metric in ERROR_METRICS else 1.0
     arr = np.asarray(vals) * scale
     ge = "≥ " if censored else ""
-    digits = 2 if scale == 100 else 1
+    digits = 2 if scale == 100 else 1 if metric in EPOCH_METRICS else 3
     if len(arr) == 1:
         return f"{ge}{arr[0]:.{digits}f}"
     return f"{ge}{arr.mean():.{digits}f} ± {arr.std(ddof=1):.{digits}f}"
 
 
 def _unit_for(metric: str) -> str:
-    return "x" if metric == "epochs_to_target" else "pp"
+    return "pp" if metric in ERROR_METRICS else "x"
 
 
-def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> list[tuple[str, str]]:
-    done = runs[runs["status"].isin(DONE + ("diverged",))]
+def spec_label(spec: AblationSpec) -> str:
+    """The spec's file as a report names it: `ablations/NAME.toml` for a shipped one, else the
+    file's name (never an absolute path)."""
+    shipped = spec_file.ABLATIONS_DIR / f"{spec.name}.toml"
+    return f"ablations/{spec.name}.toml" if shipped.is_file() and spec.path.endswith(f"{spec.name}.toml") \
+        else Path(spec.path).name
 
-    def uniq(col: str) -> list:
-        return sorted({x for x in done[col] if x is not None and not (isinstance(x, float) and math.isnan(x))},
-                      key=str)
 
+def _uniq(done: pd.DataFrame, col: str) -> list:
+    return sorted({x for x in done[col] if x is not None and not (isinstance(x, float) and math.isnan(x))}, key=str)
+
+
+def generated_at(runs: pd.DataFrame) -> str:
+    """The newest finished record's `finished_at`: the report's date, from its records."""
+    stamps = [x for x in runs["finished_at"] if isinstance(x, str)]
+    return max(stamps) if stamps else "?"
+
+
+def fingerprint_lines(done: pd.DataFrame) -> tuple[str, list[str]]:
+    """The distinct code fingerprints (with run counts), and a warning line for runs whose
+    fingerprint differs from the majority's."""
+    fps = done["code_fingerprint"].fillna("?")
+    counts = fps.value_counts()
+    if counts.empty:
+        return "?", []
+    order = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    text = ", ".join(f"{fp} ({n} run{'s' * (n != 1)})" for fp, n in order)
+    if len(order) == 1:
+        return text, []
+    majority = order[0][0]
+    odd = done[fps != majority]
+    who = ", ".join(f"{r['arm']}/{r['seed']} ({r['code_fingerprint'] or '?'})" for _, r in odd.iterrows())
+    return text, [f"> **Warning: {len(odd)} run(s) were trained by code whose fingerprint differs from the "
+                  f"majority's ({majority}): {who}. Their training code is not the others'.**", ""]
+
+
+def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[str]]:
+    done = runs[runs["status"].isin(DONE + ("diverged",))].drop_duplicates("dir")
     datasets = sorted({(r["dataset"], (r["dataset_sha256"] or "")[:12], r["synthetic"])
                        for _, r in done.iterrows() if r["dataset"]}, key=str)
     ds_text = "; ".join(f"{n} (sha256 {h or '?'}…{', synthetic' if syn else ''})" for n, h, syn in datasets) or "?"
+    splits = sorted({f"train {_n(r['train_size'])}, holdout {_n(r['holdout_size'])}, test {_n(r['test_size'])}, "
+                     f"training-error slice {_n(r['train_eval_size'])}" for _, r in done.iterrows()})
     scale = manifest["scale"]
     gits = sorted({f"{(r['git_revision'] or '?')[:10]}{' (dirty)' if r['git_dirty'] else ''}"
                    for _, r in done.iterrows()})
     devices = sorted({(r["device"] or "?") + (f" ({r['device_name']})" if r["device_name"] else "")
                       for _, r in done.iterrows()})
+    numerics = sorted({f"{r['precision'] or '?'}, channels_last {r['channels_last']}" for _, r in done.iterrows()})
+    fps, warning = fingerprint_lines(done)
     compute = float(np.nansum(done.loc[~done["reused"], "wall_seconds"])) if len(done) else 0.0
     n_reused = int(done["reused"].sum()) if len(done) else 0
-    counts = runs["status"].value_counts().to_dict()
+    counts = runs.drop_duplicates("dir")["status"].value_counts()
+    counts_text = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    every = ", ".join(f"{x:g}" for x in _uniq(done, "eval_every")) or "?"
     spec_changed = manifest.get("spec_sha256") and spec.sha256 and manifest.get("spec_sha256") != spec.sha256
-    return [
-        ("ablation", f"`{spec.name}` ({spec.path}{', changed since these runs' if spec_changed else ''})"),
-        ("scale", f"{scale}: {spec.scales[scale].notes}" if scale in spec.scales else str(scale)),
-        ("model", ", ".join(map(str, uniq("model"))) or "?"),
+    evals = [f"{a} = {e.evaluate.views}-view test of {e.evaluate.of}'s runs" for a, e in spec.arms.items()
+             if e.evaluate is not None]
+    rows = [
+        ("ablation", f"`{spec.name}` ({spec_label(spec)}{', changed since these runs' if spec_changed else ''})"),
+        ("scale", f"{scale}: {spec.scales[scale].notes}" if scale in spec.scales and spec.scales[scale].notes
+         else str(scale)),
+        ("model", ", ".join(map(str, _uniq(done, "model"))) or "?"),
         ("dataset", ds_text),
-        ("epochs (cap)", ", ".join(str(int(x)) for x in uniq("epochs")) or "?"),
+        ("splits", "; ".join(splits) or "?"),
+        ("epochs (cap)", ", ".join(f"{x:g}" for x in _uniq(done, "epochs")) or "?"),
+        ("evaluations", f"every {every} epochs; crossing times (epochs to target) are linearly interpolated "
+                        "between evaluations"),
         ("seeds", ", ".join(map(str, manifest.get("seeds", [])))),
         ("overrides", ", ".join(f"{k}={v}" for k, v in manifest.get("overrides", {}).items()) or "none"),
-        ("runs", ", ".join(f"{v} {k}" for k, v in counts.items())
-         + (f" ({n_reused} copied from identical runs of other ablations)" if n_reused else "")),
+        ("runs", counts_text + (f" ({n_reused} shared with other ablations: same config hash, trained once)"
+                                if n_reused else "")),
+        ("evaluation arms", "; ".join(evals) or "none"),
         ("device", ", ".join(devices) or "?"),
-        ("torch", ", ".join(map(str, uniq("torch"))) or "?"),
+        ("torch", ", ".join(map(str, _uniq(done, "torch"))) or "?"),
+        ("numerics", "; ".join(numerics) or "?"),
         ("git revision", ", ".join(gits) or "?"),
+        ("code fingerprint", fps),
         ("total compute", f"{compute / 60:.1f} min of training (sum of the runs' wall time)"),
-        ("generated", datetime.now(UTC).isoformat(timespec="seconds") + " by `repro report`"),
+        ("plots", f"matplotlib {matplotlib_version()} (Agg; PNGs without date or version metadata)"),
+        ("generated", f"from the records (newest finished {generated_at(runs)}) by `repro report`"),
     ]
+    return rows, warning
 
 
-def _plot(arm_curves: Mapping[str, list], key: str, path: Path, title: str, hline: float | None,
-          hline_label: str) -> None:
+def matplotlib_version() -> str:
+    from importlib.metadata import version
+
+    return version("matplotlib")
+
+
+def _n(x: Any) -> str:
+    v = records.number(x)
+    return "?" if math.isnan(v) else f"{int(v):,}"
+
+
+def _plot(arm_curves: Mapping[str, list], keys: Sequence[tuple[str, str]], path: Path, title: str, ylabel: str,
+          hline: float | None, hline_label: str) -> None:
+    """One line per arm and series (mean over seeds at each evaluation; thin lines: single runs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    styles = ["-", "--", ":", "-."]
     for i, (arm, runs) in enumerate(arm_curves.items()):
-        colour, style = f"C{i}", styles[i % len(styles)]
-        by_epoch: dict[int, list[float]] = defaultdict(list)
-        for epochs, values in runs:
-            ys = [100 * y for y in values[key]]
-            ax.plot(epochs, ys, color=colour, ls=style, lw=0.8, alpha=0.3)
-            for ep, y in zip(epochs, ys, strict=True):
-                if not math.isnan(y):
-                    by_epoch[ep].append(y)
-        xs = sorted(by_epoch)
-        ax.plot(xs, [float(np.mean(by_epoch[x])) for x in xs], color=colour, ls=style, lw=2,
-                label=f"{arm} (mean of {len(runs)})")
+        colour = f"C{i}"
+        for key, style in keys:
+            by_epoch: dict[float, list[float]] = defaultdict(list)
+            for epochs, values in runs:
+                ys = [100 * y for y in values[key]]
+                if all(math.isnan(y) for y in ys):
+                    continue
+                ax.plot(epochs, ys, color=colour, ls=style, lw=0.8, alpha=0.3)
+                for ep, y in zip(epochs, ys, strict=True):
+                    if not math.isnan(y):
+                        by_epoch[ep].append(y)
+            xs = sorted(by_epoch)
+            if xs:
+                ax.plot(xs, [float(np.mean(by_epoch[x])) for x in xs], color=colour, ls=style, lw=2,
+                        label=f"{arm}, {key.replace('_', ' ')} (mean of {len(runs)})")
     if hline is not None:
         ax.axhline(100 * hline, color="black", ls="--", lw=1, alpha=0.7, label=hline_label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(("training" if key == "train_error" else "validation") + " error (%)")
+    ax.set_xlabel("epoch (fractional: evaluations every eval_every epochs)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     with files.atomic(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", metadata=PNG_METADATA)
     plt.close(fig)
 
 
@@ -170,51 +280,71 @@ def _md_table(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False, disable_numparse=True)
 
 
-def build(name: str | AblationSpec, results_dir: str | os.PathLike = "results", scale: str | None = None
-          ) -> tuple[AblationSpec, dict, pd.DataFrame, list[dict]]:
+def find_manifest(spec: AblationSpec, where: Sequence[Path], scale: str | None) -> dict | None:
+    """The manifest of `spec` at `scale` from the results folder, else the committed records;
+    with no scale, the most recently updated one in either."""
+    results, recs = where[-1], where[0]
+    if scale is not None:
+        return (rundir.read_json(rundir.manifest_path(results, spec.name, scale))
+                or rundir.read_json(rundir.manifest_path(recs, spec.name, scale)))
+    found = [m for root in (results, recs) if (m := rundir.load_manifest(root, spec.name, None, spec_file.SCALES))]
+    return max(found, key=lambda m: m.get("updated_at", "")) if found else None
+
+
+def claim_effects(runs: pd.DataFrame, c: Claim) -> tuple[Effect, Effect | None]:
+    """A claim's effect under its declared test, and (paired claims) the Welch effect beside it."""
+    a, ac = arm_values(runs, c.arm, c.metric)
+    b, bc = arm_values(runs, c.against, c.metric)
+    welch = measure("welch", a, b, c.unit, ac, bc)
+    if c.test == "welch":
+        return welch, None
+    pa, pb, _, dropped = paired_values(runs, c.arm, c.against, c.metric)
+    return dataclasses.replace(measure("paired", pa, pb, c.unit, ac, bc), dropped=tuple(dropped)), welch
+
+
+def build(name: str | AblationSpec, results_dir: str | os.PathLike = "results", scale: str | None = None,
+          reports_dir: str | os.PathLike = "reports") -> tuple[AblationSpec, dict, pd.DataFrame, list[dict]]:
     """Spec, manifest, per-run table and claim rows for one ablation (a name, a spec file's path
-    or a loaded spec); ReproError if it has no runs."""
+    or a loaded spec), from the records under `roots`; ReproError if it has no runs."""
     spec = name if isinstance(name, AblationSpec) else spec_file.load(name)
-    results = Path(results_dir)
-    manifest = rundir.load_manifest(results, spec.name, scale, spec_file.SCALES)
-    where = f" at scale {scale}" if scale else ""
+    where = roots(results_dir, reports_dir)
+    manifest = find_manifest(spec, where, scale)
+    at = f" at scale {scale}" if scale else ""
+    places = f"{Path(results_dir)}/ or {where[0]}/"
     if manifest is None:
-        raise ReproError(f"no runs of {spec.name}{where} in {results}/: run `repro ablate {spec.name}` first")
-    runs = records.collect(spec, manifest, (results,))
+        raise ReproError(f"no runs of {spec.name}{at} in {places}: run `repro ablate {spec.name}` first")
+    runs = records.collect(spec, manifest, where)
     if not runs["status"].isin(DONE + ("diverged",)).any():
-        raise ReproError(f"no finished runs of {spec.name}{where} in {results}/ yet: run `repro ablate {spec.name}`")
-    sc = manifest["scale"]
-    rows = []
-    covered = set()
-    for c in spec.claims_for(sc):
-        a, ac = arm_values(runs, c.arm, c.metric)
-        b, bc = arm_values(runs, c.against, c.metric)
-        eff = measure(a, b, c.unit, ac, bc)
+        raise ReproError(f"no finished runs of {spec.name}{at} in {places} yet: run `repro ablate {spec.name}`")
+    rows, covered = [], set()
+    for c in spec.claims_for(manifest["scale"]):
+        eff, welch = claim_effects(runs, c)
         v, why = judge(c, eff)
         covered.add((c.arm, c.against, c.metric))
         rows.append({"claim": c, "metric": c.metric, "arm": c.arm, "against": c.against, "effect": eff,
-                     "verdict": v, "why": why})
+                     "welch": welch, "verdict": v, "why": why,
+                     "advice": seeds_advice(c, eff) if v == stats.INCONCLUSIVE else ""})
     for arm in spec.arms:  # measured effects the claims do not cover, against the baseline
-        if arm == spec.baseline:
-            continue
-        for m in spec.metrics:
-            if (arm, spec.baseline, m) in covered:
-                continue
-            a, ac = arm_values(runs, arm, m)
-            b, bc = arm_values(runs, spec.baseline, m)
-            rows.append({"claim": None, "metric": m, "arm": arm, "against": spec.baseline,
-                         "effect": measure(a, b, _unit_for(m), ac, bc), "verdict": "—", "why": "no paper claim"})
+        for m in spec.metrics if arm != spec.baseline else ():
+            if (arm, spec.baseline, m) not in covered:
+                a, ac = arm_values(runs, arm, m)
+                b, bc = arm_values(runs, spec.baseline, m)
+                rows.append({"claim": None, "metric": m, "arm": arm, "against": spec.baseline, "welch": None,
+                             "effect": measure("welch", a, b, _unit_for(m), ac, bc), "verdict": "—",
+                             "why": "no paper claim", "advice": ""})
     return spec, manifest, runs, rows
 
 
 def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "results",
                  reports_dir: str | os.PathLike = "reports", scale: str | None = None) -> Path:
-    """Write reports/NAME.md (+ NAME.csv, NAME.json, NAME-train.png, NAME-val.png) from stored
-    runs; `scale` None: the scale most recently ablated. Returns the markdown path."""
-    spec, manifest, runs, rows = build(name, results_dir, scale)
-    results, reports = Path(results_dir), Path(reports_dir)
-    reports.mkdir(parents=True, exist_ok=True)
+    """Write NAME.md (+ NAME.csv, NAME.json, NAME-train.png, NAME-holdout.png) from the run records;
+    into reports/ for real data, into <results>/smoke-reports/ for the smoke scale (`output_dir`).
+    `scale` None: the scale most recently ablated. Returns the markdown path."""
+    spec, manifest, runs, rows = build(name, results_dir, scale, reports_dir)
     sc = manifest["scale"]
+    out = output_dir(sc, results_dir, reports_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = report_stem(spec.name, sc)
     synthetic = bool(runs["synthetic"].fillna(False).astype(bool).any())
     lines: list[str] = []
     if sc == "smoke":
@@ -222,33 +352,56 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     elif synthetic:
         lines += [SYNTHETIC_BANNER, ""]
     lines += [f"# {spec.title}: `{spec.name}` at {sc} scale", "", f"**Paper:** {spec.section}. {spec.question}", ""]
-    lines += ["## Provenance", "", _md_table(pd.DataFrame(_provenance(spec, manifest, runs), columns=["", "value"])),
-              ""]
+    prov, warning = _provenance(spec, manifest, runs)
+    lines += ["## Provenance", "", _md_table(pd.DataFrame(prov, columns=["", "value"])), ""] + warning
     lines += _claims_section(rows)
     lines += _arms_section(spec, runs, rows)
     if manifest.get("selection"):
         lines += _selection_section(spec, runs, manifest["selection"])
-    if spec.notes:
-        lines += ["## Notes", "", " ".join(spec.notes.split()), ""]
-    lines += _curves_section(spec, sc, results, reports, runs)
-    csv = reports / f"{spec.name}.csv"
+    notes = [" ".join(spec.notes.split())] if spec.notes else []
+    notes += _generated_notes(spec, sc)
+    if notes:
+        lines += ["## Notes", ""] + [x for n in notes for x in (n, "")]
+    lines += _curves_section(spec, sc, roots(results_dir, reports_dir), out, stem, runs)
+    csv = out / f"{stem}.csv"
     table = _csv_table(runs)
-    write_text(csv, table.to_csv(index=False))
+    write_text(csv, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     lines += ["## Runs", "", f"Every run (also in [{csv.name}]({csv.name})); errors in %.", "",
               _md_table(_runs_md(table)), ""]
-    md = reports / f"{spec.name}.md"
+    md = out / f"{stem}.md"
     write_text(md, "\n".join(lines))
     side = {  # what the scorecard reads
-        "kind": REPORT_KIND, "ablation": spec.name, "title": spec.title, "scale": sc, "synthetic": synthetic,
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "runs": {"total": len(runs), "done": int(runs["status"].isin(DONE).sum())},
+        "kind": REPORT_KIND, "ablation": spec.name, "report": md.name, "title": spec.title, "scale": sc,
+        "synthetic": synthetic, "generated_at": generated_at(runs),
+        "runs": {"total": int(runs["dir"].nunique()),
+                 "done": int(runs.loc[runs["status"].isin(DONE), "dir"].nunique())},
         "claims": [{"claim": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
-                    "paper": r["claim"].paper_text(), "measured": effect_text(r["effect"]),
+                    "test": r["effect"].test, "paper": r["claim"].paper_text(), "measured": effect_text(r["effect"]),
                     "verdict": r["verdict"], "source": r["claim"].source}
                    for r in rows if r["claim"] is not None],
     }
-    write_text(reports / f"{spec.name}.json", json.dumps(side, indent=2) + "\n")
+    write_text(out / f"{stem}.json", json.dumps(side, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return md
+
+
+def _generated_notes(spec: AblationSpec, scale: str) -> list[str]:
+    """Lines computed from the code, not written by hand: e.g. each arm's size and cost when
+    the arms' nets differ in shape (gpus: one column vs two)."""
+    if spec.name != "gpus":
+        return []
+    from repro.layer_table import cost
+
+    parts = []
+    for arm in spec.training_arms:
+        cfg = spec.config(arm, scale, 0)
+        params, macs = cost(cfg.model)
+        parts.append(f"`{arm}` ({cfg.model.name}, columns={cfg.model.columns}): {params:,} parameters, "
+                     f"{macs:,} multiply-adds per image")
+    return ["Net sizes (computed by repro.layer_table from the arms' configs): " + "; ".join(parts) + "."]
+
+
+def _test_text(e: Effect) -> str:
+    return f"{e.test} n={e.interval.n}" if e.test == "paired" else f"welch n={e.n_arm}/{e.n_against}"
 
 
 def _claims_section(rows: list[dict]) -> list[str]:
@@ -256,13 +409,26 @@ def _claims_section(rows: list[dict]) -> list[str]:
     lines = ["## Claims", ""]
     if not claim_rows:
         return lines + ["No paper claim: the effects below are measurements only.", ""]
+    k = len(claim_rows)
+    lines += [f"This ablation tests {k} claim{'s' * (k != 1)} at once; each interval is at 95% on its own "
+              "(no correction for multiplicity).", ""]
+    any_paired = any(r["welch"] is not None for r in claim_rows)
     table = pd.DataFrame([{
-        "claim": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
-        "n": f"{r['effect'].n_arm} / {r['effect'].n_against}", "measured (95% CI)": effect_text(r["effect"]),
-        "paper": r["claim"].paper_text(), "source": r["claim"].source, "verdict": f"**{r['verdict']}**",
-        "why": r["why"],
+        "claim": f"{LABELS[r['metric']]}, {r['arm']} vs {r['against']}", "metric": r["metric"],
+        "test": _test_text(r["effect"]), "paper": r["claim"].paper_text(),
+        "measured effect [95% CI]": effect_text(r["effect"]), "verdict": f"**{r['verdict']}**", "reason": r["why"],
+        **({"welch [95% CI]": effect_text(r["welch"]) if r["welch"] is not None else "—"} if any_paired else {}),
     } for r in claim_rows])
     lines += [_md_table(table), ""]
+    for r in claim_rows:
+        e = r["effect"]
+        if e.dropped:
+            lines.append(f"- {r['arm']} vs {r['against']} ({r['metric']}): seed(s) "
+                         f"{', '.join(map(str, e.dropped))} finished in only one arm and are left out of both.")
+        if r["advice"]:
+            lines.append(f"- {r['arm']} vs {r['against']} ({r['metric']}) is inconclusive: {r['advice']}.")
+    if lines[-1] != "":
+        lines.append("")
     seen = set()
     for r in claim_rows:  # each quote once, with its section and source
         c = r["claim"]
@@ -270,10 +436,12 @@ def _claims_section(rows: list[dict]) -> list[str]:
             seen.add((c.quote, c.section))
             lines += [f"> {c.quote}", ">", f"> — {c.section}; {c.source}", ""] + ([c.note, ""] if c.note else [])
     lines += ["Effects are arm minus comparison in percentage points (pp), or arm over comparison as a "
-              "ratio of geometric means (x), with 95% Welch t intervals (on logs for ratios). "
-              "*Reproduced*: the interval is on the paper's side of no effect and overlaps the paper's "
-              "value ± tolerance; *contradicted*: it excludes the paper's sign, or lies wholly outside "
-              "its value ± tolerance; otherwise *inconclusive*.", ""]
+              "ratio of geometric means (x, on logs). *Paired*: a t interval on the per-seed differences "
+              "(runs matched by seed); *welch*: Welch's t interval. *Reproduced*: the 95% interval is on the "
+              "paper's side of no effect and overlaps its band (value ± tolerance; ratios: ×/÷ tolerance); "
+              "*contradicted*: it excludes no effect on the other side, or lies wholly outside the band; "
+              "*no effect*: the 90% interval lies inside ± the declared margin (TOST at 5%); otherwise "
+              "*inconclusive*.", ""]
     if any(min(r["effect"].n_arm, r["effect"].n_against) == 1 for r in claim_rows):
         lines += ["With one finished run in an arm there is no interval and every verdict involving it is "
                   "*inconclusive*: run with `--seeds 2` or more.", ""]
@@ -296,28 +464,37 @@ def _arms_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> l
     lines += [_md_table(pd.DataFrame(table)), ""]
     other = [r for r in rows if r["claim"] is None]
     if other:
-        lines += [f"### Other effects against `{spec.baseline}`", "", _md_table(pd.DataFrame([{
+        lines += [f"### Other effects against `{spec.baseline}` (Welch)", "", _md_table(pd.DataFrame([{
             "metric": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
             "n": f"{r['effect'].n_arm} / {r['effect'].n_against}", "measured (95% CI)": effect_text(r["effect"]),
         } for r in other])), ""]
     return lines
 
 
-def _curves_section(spec: AblationSpec, sc: str, results: Path, reports: Path, runs: pd.DataFrame) -> list[str]:
-    arm_curves = records.curves((results,), runs)
+def _curves_section(spec: AblationSpec, sc: str, where: Sequence[Path], out: Path, stem: str,
+                    runs: pd.DataFrame) -> list[str]:
+    arm_curves = records.curves(where, runs)
     if not arm_curves:
         return []
     threshold = spec.target
     if threshold is None:
-        targets = records.targets((results,), runs)
+        targets = records.targets(where, runs)
         threshold = min(targets) if targets else None
-    line, label = (threshold, f"target {100 * threshold:g}%") if threshold else (0.25, "25% (Figure 1)")
-    train_png, val_png = reports / f"{spec.name}-train.png", reports / f"{spec.name}-val.png"
-    _plot(arm_curves, "train_error", train_png, f"{spec.name}: training error ({sc} scale)", line, label)
-    _plot(arm_curves, "val_error", val_png, f"{spec.name}: validation error ({sc} scale)", None, "")
-    return ["## Curves", "", f"![training error per epoch]({train_png.name})", "",
-            f"![validation error per epoch]({val_png.name})", "",
-            "Thin lines: single runs; thick lines: the mean over seeds at each epoch.", ""]
+    line, label = (threshold, f"target {100 * threshold:g}%") if threshold else (None, "")
+    train_png = out / f"{stem}-train.png"
+    _plot(arm_curves, (("train_error", "-"), ("train_error_running", ":")), train_png,
+          f"{spec.name}: training error ({sc} scale)", "training error (%)", line, label)
+    lines = ["## Curves", "", f"![training error per epoch]({train_png.name})", ""]
+    if any(not math.isnan(y) for runs_ in arm_curves.values() for _, v in runs_ for y in v["holdout_error"]):
+        holdout_png = out / f"{stem}-holdout.png"
+        _plot(arm_curves, (("holdout_error", "-"),), holdout_png, f"{spec.name}: holdout error ({sc} scale)",
+              "holdout error (%)", None, "")
+        lines += [f"![holdout error per epoch]({holdout_png.name})", ""]
+    return lines + ["Solid: eval-mode training error on the fixed training slice (and holdout error); dotted: "
+                    "the running training error over the batches since the previous evaluation (dropout and "
+                    "augmentation on). Thin lines: single runs; thick lines: the mean over seeds at each "
+                    "evaluation. x: epochs trained, fractional where evaluations are more frequent than once "
+                    "an epoch.", ""]
 
 
 def _selection_section(spec: AblationSpec, runs: pd.DataFrame, sel: Mapping) -> list[str]:
@@ -327,13 +504,14 @@ def _selection_section(spec: AblationSpec, runs: pd.DataFrame, sel: Mapping) -> 
     for _, r in sr.iterrows():
         rows.append({"arm": r["arm"], key: f"{r['grid']:g}", "status": r["status"],
                      "epochs to target": ("—" if math.isnan(r["epochs_to_target"]) else
-                                          f"{'' if r['target_reached'] else '≥ '}{r['epochs_to_target']:.0f}"),
-                     "final train error (%)": "—" if math.isnan(r["train_error"]) else f"{100 * r['train_error']:.2f}",
+                                          f"{'' if r['target_reached'] else '≥ '}{r['epochs_to_target']:.2f}"),
+                     "final train error (%)": ("—" if math.isnan(r["final_train_error"]) else
+                                               f"{100 * r['final_train_error']:.2f}"),
                      "chosen": "✓" if chosen.get(r["arm"]) == r["grid"] else ""})
     out = ["## Selection", "",
            f"`{key}` chosen per arm on seed {min(sr['seed']) if len(sr) else '?'}: fewest epochs to the target, "
            "ties broken by the lower final training error.", "", _md_table(pd.DataFrame(rows)), ""]
-    for arm in spec.arms:
+    for arm in spec.training_arms:
         grid = sorted(float(g) for g in sr.loc[sr["arm"] == arm, "grid"])
         c = chosen.get(arm)
         if c is None:
@@ -348,81 +526,88 @@ def _csv_table(runs: pd.DataFrame) -> pd.DataFrame:
     for m in ERROR_METRICS:
         t[m + ("_pp" if m == "gap" else "_pct")] = (100 * t[m]).round(4)
         del t[m]
-    head = ["ablation", "scale", "stage", "arm", "grid", "seed", "hash", "status", "in_analysis", "epochs",
-            "epochs_run", "epochs_to_target", "target_reached"]
+    head = ["ablation", "scale", "stage", "arm", "evaluates", "grid", "seed", "hash", "status", "in_analysis",
+            "epochs", "epochs_run", "eval_every", "epochs_to_target", "target_reached", "epochs_to_converge",
+            "test_loss", "holdout_loss_min"]
     values = [c for c in t.columns if c.endswith(("_pct", "_pp"))]
     tail = ["wall_seconds", "reused", "model", "dataset", "dataset_sha256", "synthetic", "device", "device_name",
-            "torch", "git_revision", "git_dirty", "dir"]
-    cols = head + values + tail
-    return t[cols]
+            "torch", "precision", "channels_last", "git_revision", "git_dirty", "code_fingerprint", "finished_at",
+            "dir"]
+    return t[head + values + tail]
 
 
 def _runs_md(t: pd.DataFrame) -> pd.DataFrame:
     def f(x: Any, digits: int = 2) -> str:
         return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
-    out = pd.DataFrame({
+    return pd.DataFrame({
         "stage": t["stage"], "arm": t["arm"],
         "grid": ["" if g is None or (isinstance(g, float) and math.isnan(g)) else f"{g:g}" for g in t["grid"]],
         "seed": t["seed"], "hash": t["hash"], "status": t["status"],
         "used": ["✓" if x else "" for x in t["in_analysis"]],
-        "epochs": [f(x, 0) if x is not None else "—" for x in t["epochs_run"]],
-        "train": [f(x) for x in t["train_error_pct"]], "val": [f(x) for x in t["val_error_pct"]],
-        "val top-5": [f(x) for x in t["val_top5_error_pct"]], "test": [f(x) for x in t["test_error_pct"]],
+        "epochs": [f(x, 2) if x is not None else "—" for x in t["epochs_run"]],
+        "train (eval)": [f(x) for x in t["final_train_error_pct"]],
+        "train (running)": [f(x) for x in t["final_train_error_running_pct"]],
+        "holdout": [f(x) for x in t["final_holdout_error_pct"]], "test": [f(x) for x in t["test_error_pct"]],
         "time (s)": [f(x, 0) for x in t["wall_seconds"]],
     })
-    return out
 
 
 def write_reports(name_or_all: str, results_dir: str | os.PathLike = "results",
                   reports_dir: str | os.PathLike = "reports", scale: str | None = None) -> list[Path]:
-    """`repro report NAME|all`: one report (an error if it has no runs), or every ablation that
-    has runs (an error if none has); then the scorecard."""
+    """`repro report NAME|all`: one report (an error if it has no runs), or, for `all`, one per
+    ablation and scale that has runs (an error if none has); then the scorecard."""
     if name_or_all != "all":
         paths = [write_report(name_or_all, results_dir, reports_dir, scale)]
     else:
         paths = []
         for n in spec_file.names():
-            try:
-                paths.append(write_report(n, results_dir, reports_dir, scale))
-            except ReproError as e:
-                if not str(e).startswith(("no runs", "no finished runs")):
-                    raise
+            for s in ([scale] if scale else spec_file.SCALES):
+                try:
+                    paths.append(write_report(n, results_dir, reports_dir, s))
+                except ReproError as e:
+                    if not str(e).startswith(("no runs", "no finished runs")):
+                        raise
         if not paths:
-            raise ReproError(f"no runs of any ablation in {Path(results_dir)}/: run `repro ablate NAME` first")
+            raise ReproError(f"no runs of any ablation in {Path(results_dir)}/ or {records_root(reports_dir)}/: "
+                             "run `repro ablate NAME` first")
     write_scorecard(reports_dir)
     return paths
 
 
 def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
-    """reports/README.md: one row per claim of every report present."""
+    """reports/README.md: one row per claim of every real-data report there (never smoke or
+    synthetic ones, which live elsewhere); dated by its newest report, never by the clock."""
     reports = Path(reports_dir)
     reports.mkdir(parents=True, exist_ok=True)
-    rows, smoke = [], False
+    rows, dates, n_reports = [], [], 0
     for p in sorted(reports.glob("*.json")):
         side = rundir.read_json(p)
-        if not side or side.get("kind") != REPORT_KIND:
+        if not side or side.get("kind") != REPORT_KIND or side["scale"] == "smoke" or side.get("synthetic"):
             continue
-        sc = side["scale"]
-        comparable = sc != "smoke" and not side.get("synthetic")
-        smoke |= not comparable
-        link = f"[{side['ablation']}]({side['ablation']}.md)"
-        scale_text = sc if comparable else f"{sc} (not comparable)"
+        n_reports += 1
+        dates.append(side.get("generated_at") or "?")
+        link = f"[{side['ablation']}]({side.get('report', side['ablation'] + '.md')})"
         runs = f"{side['runs']['done']}/{side['runs']['total']}"
         if not side["claims"]:
-            rows.append({"ablation": link, "scale": scale_text, "runs": runs, "claim": "no paper claim",
-                         "paper": "—", "measured (95% CI)": "see report", "verdict": "—"})
+            rows.append({"ablation": link, "scale": side["scale"], "runs": runs, "claim": "no paper claim",
+                         "test": "—", "paper": "—", "measured (95% CI)": "see report", "verdict": "—"})
         for c in side["claims"]:
-            rows.append({"ablation": link, "scale": scale_text, "runs": runs,
-                         "claim": f"{c['claim']}, {c['comparison']}", "paper": c["paper"],
-                         "measured (95% CI)": c["measured"], "verdict": f"**{c['verdict']}**"})
+            rows.append({"ablation": link, "scale": side["scale"], "runs": runs,
+                         "claim": f"{c['claim']}, {c['comparison']}", "test": c.get("test", "?"),
+                         "paper": c["paper"], "measured (95% CI)": c["measured"], "verdict": f"**{c['verdict']}**"})
+    n_claims = sum(1 for r in rows if r["test"] != "—")
     lines = ["# Scorecard: AlexNet's design choices on trial", ""]
-    if smoke:
-        lines += ["> Rows marked *not comparable* ran on synthetic data at a tiny budget: they test the harness, "
-                  "not the paper.", ""]
-    lines += [f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from the reports in this "
-              "folder (`repro report all` rebuilds them from stored runs).", ""]
-    lines += [_md_table(pd.DataFrame(rows)) if rows else "No reports yet: run `repro ablate NAME`.", ""]
+    lines += [f"{n_claims} claim{'s' * (n_claims != 1)} from {n_reports} real-data report{'s' * (n_reports != 1)} "
+              "(CIFAR-10 or ImageNet, rebuilt by `repro report all` from the run records in "
+              f"[records/](records/); newest record {max(dates) if dates else '—'}). Each interval is at 95% on "
+              "its own: with this many claims, expect about one in twenty to miss by chance. Smoke-scale reports "
+              f"go to `results/{SMOKE_REPORTS}/`, never here.", ""]
+    if any(r["test"] == "?" for r in rows):
+        lines += ["> Rows whose test is `?` come from reports made before committed run records and the "
+                  "train/holdout/test split: they cannot be rebuilt, and their runs validated on the test set. "
+                  "Rerun those ablations.", ""]
+    lines += [_md_table(pd.DataFrame(rows)) if rows else "No real-data reports yet: run `repro ablate NAME`.", ""]
     path = reports / "README.md"
     write_text(path, "\n".join(lines))
     return path

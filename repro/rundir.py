@@ -14,7 +14,13 @@
 A run directory is named `<seed>-<hash>` (`dir_name`): the config hash leaves out where and
 how fast a run executes, so a finished run is found again on another machine. `root` is
 whatever folder holds the ablations' run directories (`--results`); `locate` finds a run's
-record in the first of several roots that holds one. Every write is atomic (repro.files),
+record in the first of several roots that holds one.
+
+A `Store` is where an ablation's runs live: `results` (where runs train) and, at real-data
+scales, `records` (`reports/records`, committed to the repository): a run's record (its
+RECORD_FILES, never the checkpoint or a lock) is copied there, at the same relative path, as
+soon as it is finished (`publish`), and a record found there counts as a finished run
+(`find`, `state`), so a fresh clone retrains nothing it already has. Every write is atomic (repro.files),
 and every reader returns None (or []) for a record that is missing or half-written.
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +46,8 @@ CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 REUSED_FROM = "reused_from.txt"
 LOCK_SUFFIX = ".lock"
+RECORD_FILES = (CONFIG, ENV, DATASET, METRICS, SUMMARY, REUSED_FROM)  # what a committed record holds
+RECORDS_DIR = "records"  # under the reports folder
 
 FINISHED, TARGET_REACHED, DIVERGED = "finished", "target-reached", "diverged"
 DONE = (FINISHED, TARGET_REACHED)  # summary statuses of a run that counts
@@ -52,11 +61,12 @@ def dir_name(seed: int, config_hash: str) -> str:
 
 
 def locate(rel: str | Path, roots: Sequence[Path]) -> Path:
-    """`rel` under the first root that holds a summary of it; else under the first root."""
+    """`rel` under the first root that holds a summary of it; else under the first that holds
+    the directory at all (a partial run); else under the first root."""
     for root in roots:
         if read_summary(Path(root) / rel) is not None:
             return Path(root) / rel
-    return Path(roots[0]) / rel
+    return next((Path(r) / rel for r in roots if (Path(r) / rel).is_dir()), Path(roots[0]) / rel)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -200,24 +210,88 @@ def state(run_dir: Path) -> str:
 # ----------------------------------------------------------------------------- reuse
 
 
-def find_identical(root: Path, seed: int, config_hash: str, exclude: Path) -> Path | None:
-    """A finished run directory with this seed and hash elsewhere under `root` (any ablation)."""
+def find_identical(root: Path | Sequence[Path], seed: int, config_hash: str, exclude: Path | Sequence[Path]
+                   ) -> Path | None:
+    """A finished run directory with this seed and hash elsewhere under `root` (or any of
+    several roots; any ablation), other than `exclude` (one directory or several)."""
     name = dir_name(seed, config_hash)
-    for pattern in (f"*/*/{name}", f"*/*/*/{name}"):
-        for d in sorted(Path(root).glob(pattern)):
-            if d != exclude and status(d) in DONE:
-                return d
+    excluded = {Path(exclude)} if isinstance(exclude, (str, Path)) else {Path(x) for x in exclude}
+    for r in ([Path(root)] if isinstance(root, (str, Path)) else root):
+        for pattern in (f"*/*/{name}", f"*/*/*/{name}"):
+            for d in sorted(Path(r).glob(pattern)):
+                if d not in excluded and status(d) in DONE:
+                    return d
     return None
 
 
-def copy_run(src: Path, dest: Path) -> None:
-    """Copy a finished run directory (without its checkpoint) into place atomically."""
+def copy_run(src: Path, dest: Path, origin: str | None = None) -> None:
+    """Copy a finished run directory (without its checkpoint) into place atomically, noting
+    where it came from (`origin`, e.g. its path relative to the results folder)."""
     with files.atomic(dest, suffix="copy") as tmp:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(CHECKPOINT, ".*.tmp"))
-        (tmp / REUSED_FROM).write_text(f"{src}\n", encoding="utf-8")
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(CHECKPOINT, ".*.tmp", "*.lock"))
+        (tmp / REUSED_FROM).write_text(f"{origin or src}\n", encoding="utf-8")
         if dest.exists():
             dest.rmdir()  # only an empty directory gets here
+
+
+def copy_record(src: Path, dest: Path) -> None:
+    """Copy a finished run's record (RECORD_FILES only) into place atomically."""
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    with files.atomic(dest, suffix="copy") as tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in RECORD_FILES:
+            if (Path(src) / name).exists():
+                shutil.copy2(Path(src) / name, tmp / name)
+        if dest.exists():
+            shutil.rmtree(dest)
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where an ablation's runs live: `results` (where they train) and, at real-data scales,
+    `records` (committed records, read first; finished runs are published there)."""
+
+    results: Path
+    records: Path | None = None
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return (self.records, self.results) if self.records is not None else (self.results,)
+
+    def find(self, rel: str | Path) -> Path:
+        """The run's record: under the first root with a summary of it, else under results."""
+        for root in self.roots:
+            if read_summary(root / rel) is not None:
+                return root / rel
+        return self.results / rel
+
+
+    def state(self, rel: str | Path) -> str:
+        """`state` of the run, a committed record counting as finished."""
+        if self.records is not None and status(self.records / rel) in TERMINAL:
+            return state(self.records / rel)
+        return state(self.results / rel)
+
+    def publish(self, rel: str | Path) -> bool:
+        """Copy a terminal run's record from results into records (once); whether it copied."""
+        if self.records is None or status(self.records / rel) in TERMINAL:
+            return False
+        if status(self.results / rel) not in TERMINAL:
+            return False
+        copy_record(self.results / rel, self.records / rel)
+        return True
+
+
+def as_store(where: Store | str | Path) -> Store:
+    """A Store from a Store or a results folder (no records)."""
+    return where if isinstance(where, Store) else Store(Path(where))
+
+
+def records_root(reports_dir: str | Path) -> Path:
+    """Where the committed run records live: `<reports>/records`."""
+    return Path(reports_dir) / RECORDS_DIR
 
 
 # ----------------------------------------------------------------------------- manifests

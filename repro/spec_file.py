@@ -8,28 +8,37 @@ row, tolerance). `repro ablate` expands it into runs; `repro report` checks the 
     section = "§3.3"                            # the paper's section
     question = "Does LRN lower the error?"      # one line
     notes = "caveats, printed in the report"    # optional
-    baseline = "off"                            # the arm effects are measured against
-    metrics = ["val_error", "val_top5_error"]   # shown per arm (see METRICS)
+    baseline = "none"                           # the arm effects are measured against
+    metrics = ["test_error", "final_train_error"]   # shown per arm (see METRICS)
     target = 0.25                               # optional: train-error threshold for epochs_to_target
+    converge_tol = 0.01                         # optional: epochs_to_converge's tolerance (absolute)
 
     [base]                                      # config deltas for every arm and scale
     "optim.weight_decay" = 0.0
 
-    [arms.on]                                   # arms in file order; the keys of `set` are
+    [arms.lrn]                                  # arms in file order; the keys of `set` are
     about = "the paper's net"                   # repro.config keys (`optim.lr` or `lr`)
     set = { "model.norm" = "lrn" }
     # grid = [0.01, 0.003]                      # only with [selection]: values tried per arm
 
+    [arms.ten]                                  # an evaluation arm: trains nothing; its runs are
+    about = "ten views"                         # the `of` arm's, its test_* values those runs'
+    evaluate = { of = "lrn", views = 10 }       # test_*_10view (views 10) or _1view (views 1)
+
     [[claims]]                                  # effect = arm - against
-    arm = "on"
-    against = "off"
-    metric = "val_error"
+    arm = "lrn"
+    against = "none"
+    metric = "test_error"
+    test = "paired"                             # required: "paired" (per-seed differences) or "welch"
     unit = "pp"                                 # "pp": difference in percentage points; "x": ratio
     kind = "about"                              # "about": paper +- tolerance; "at-least": |effect| >=
     paper = -1.4                                # |paper| - tolerance; "direction": sign only (then
     tolerance = 1.0                             # `direction` = "lower" | "higher", no `paper`)
-    section = "§3.3"
-    quote = "Top-1 −1.4%, top-5 −1.2%"          # exact, from shared/reference/alexnet-facts.md §2
+    margin = 0.5                                # optional: smallest effect of interest ("no effect"
+                                                # is the 90% interval inside +- margin; for "x"
+                                                # claims a factor > 1: [1/margin, margin])
+    section = "§3.3"                            # for "x" claims `tolerance` is a factor too:
+    quote = "Top-1 −1.4%, top-5 −1.2%"          # [paper / tolerance, paper * tolerance]
     source = "ILSVRC (test set not stated)"     # which table row / test set
     scales = ["imagenet"]                       # optional: where the claim is checked (default all)
 
@@ -38,8 +47,9 @@ row, tolerance). `repro ablate` expands it into runs; `repro report` checks the 
     seeds = 2
     [scales.smoke.set]                          # data and budget for this scale
     "data.dataset" = "synthetic"
+    "data.holdout" = 64
     epochs = 2
-    [scales.smoke.arms.on]                      # optional per-scale arm deltas (set, grid)
+    [scales.smoke.arms.lrn]                     # optional per-scale arm deltas (set, grid)
     set = { "optim.lr" = 0.002 }
 
     [selection]                                 # optional: choose one setting per arm
@@ -50,7 +60,10 @@ A run's config is built as: the scale's model defaults <- base <- scale.set <- a
 <- scale.arms.ARM.set <- the selected grid value <- seed <- command-line overrides.
 
 Every problem is a one-line `ConfigError` naming the file, the key and what is wrong;
-unknown keys are rejected at every level.
+unknown keys are rejected at every level. Top-5 metrics are refused in claims checked at the
+10-class scales (smoke, cifar). `check_scale` refuses, when a spec is expanded for a scale,
+runs that adapt anything (a [selection] table, `optim.schedule = "plateau"`, a claim on a
+holdout metric) where `data.holdout` is 0: the test set is never a validation stand-in.
 """
 
 from __future__ import annotations
@@ -75,18 +88,38 @@ KINDS = ("about", "at-least", "direction")
 DIRECTIONS = ("lower", "higher")
 SELECT_BY = ("epochs_to_target",)
 
-# Per-run numbers a spec may name; report.py extracts them from a run directory.
+# Per-run numbers a spec may name; repro.records extracts them from a run directory.
 METRICS: dict[str, str] = {
-    "train_error": "final top-1 training error (running, over the last epoch's batches)",
-    "val_error": "final top-1 validation error",
-    "val_top5_error": "final top-5 validation error",
-    "best_val_error": "best top-1 validation error over the epochs",
-    "test_error": "top-1 test error (the final evaluation; with test_views)",
-    "test_top5_error": "top-5 test error (the final evaluation; with test_views)",
-    "gap": "overfitting gap: final validation error minus final training error",
-    "mean_train_error": "mean training error over the epochs run (how fast training falls)",
-    "epochs_to_target": "first epoch whose training error is at or below the target",
+    "test_error": "top-1 test error (the final evaluation, with the run's data.test_views views)",
+    "test_error_1view": "top-1 test error, centre crop only",
+    "test_error_10view": "top-1 test error, 4 corners + centre and their flips, softmax averaged",
+    "test_loss": "test loss (the final evaluation, with the run's data.test_views views)",
+    "test_top5_error": "top-5 test error (ImageNet-scale claims only: 10 classes make it uninformative)",
+    "final_train_error": "final top-1 training error, eval mode on the fixed training slice (data.train_eval)",
+    "final_train_error_running": "final running training error (dropout and augmentation on, as cuda-convnet printed)",
+    "final_holdout_error": "final top-1 holdout error",
+    "best_holdout_error": "lowest top-1 holdout error over the evaluations",
+    "holdout_loss_min": "lowest holdout loss over the evaluations",
+    "epochs_to_target": "epochs until the eval-mode training error reaches the target (interpolated between "
+                        "evaluations); a run that never does gives its epochs run, a lower bound",
+    "gap": "overfitting gap: test error minus final eval-mode training error",
+    "epochs_to_converge": "first evaluation epoch whose eval-mode training error is within converge_tol of the "
+                          "run's final one",
 }
+HOLDOUT_METRICS = ("final_holdout_error", "best_holdout_error", "holdout_loss_min")
+TOP5_METRICS = tuple(m for m in METRICS if "top5" in m)
+TEN_CLASS_SCALES = ("smoke", "cifar")
+TESTS = ("paired", "welch")
+VIEW_METRICS = {"test_error": "test_error_{v}view", "test_loss": "test_loss_{v}view",
+                "test_top5_error": "test_top5_error_{v}view"}  # what an evaluation arm reads
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """An evaluation arm: the `of` arm's trained runs, evaluated with `views` test views."""
+
+    of: str
+    views: int
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,7 @@ class Arm:
     about: str = ""
     set: dict[str, Any] = field(default_factory=dict)
     grid: tuple[float, ...] = ()
+    evaluate: Evaluate | None = None
 
 
 @dataclass(frozen=True)
@@ -124,10 +158,12 @@ class Claim:
     kind: str  # "about", "at-least", "direction"
     paper: float | None  # the paper's effect, arm - against (pp) or arm / against (x)
     direction: str | None  # "lower" / "higher", for kind="direction"
-    tolerance: float
+    tolerance: float  # pp for "pp" claims; a factor >= 1 for "x" claims
     section: str
     quote: str
     source: str
+    test: str = "paired"  # "paired" or "welch", declared before running
+    margin: float | None = None  # smallest effect of interest: pp, or a factor > 1 for "x"
     note: str = ""
     scales: tuple[str, ...] = SCALES
 
@@ -148,23 +184,41 @@ class Claim:
         """The effect sizes consistent with the paper, given the tolerance."""
         if self.kind == "direction":
             return (self.null, math.inf) if self.side > 0 else (-math.inf, self.null)
+        if self.unit == "x":  # log-symmetric: a factor of `tolerance` either way
+            lo, hi = self.paper / self.tolerance, self.paper * self.tolerance
+        else:
+            lo, hi = self.paper - self.tolerance, self.paper + self.tolerance
         if self.kind == "at-least":
-            if self.side > 0:
-                return (self.paper - self.tolerance, math.inf)
-            return (-math.inf, self.paper + self.tolerance)
-        return (self.paper - self.tolerance, self.paper + self.tolerance)
+            return (lo, math.inf) if self.side > 0 else ((0.0 if self.unit == "x" else -math.inf), hi)
+        return (lo, hi)
+
+    @property
+    def margin_band(self) -> tuple[float, float] | None:
+        """The effects too small to matter (around null), or None if no margin is declared."""
+        if self.margin is None:
+            return None
+        return (1 / self.margin, self.margin) if self.unit == "x" else (-self.margin, self.margin)
+
+    @property
+    def reference(self) -> float | None:
+        """The effect size to plan seeds for, on the interval's scale (pp, or log for "x"):
+        the margin if declared, else the paper's value; None if neither."""
+        size = self.margin if self.margin is not None else self.paper
+        if size is None:
+            return None
+        return abs(math.log(size)) if self.unit == "x" else abs(size)
 
     def paper_text(self) -> str:
         """The paper's effect as a short string: '-1.4 pp (± 1.0)', '<= -1.0 pp', 'lower'."""
-        u = " pp" if self.unit == "pp" else "x"
         if self.kind == "direction":
             return f"{self.direction} (sign only)"
+        if self.unit == "x":
+            val, tol = f"{self.paper:g}x", f"×/÷ {self.tolerance:g}"
+        else:
+            val, tol = f"{self.paper:+g} pp", f"± {self.tolerance:g}"
         if self.kind == "at-least":
-            rel = "≥" if self.side > 0 else "≤"
-            return f"{rel} {self.paper:+g}{u} (tol {self.tolerance:g})" if self.unit == "pp" else \
-                f"{rel} {self.paper:g}{u} (tol {self.tolerance:g})"
-        val = f"{self.paper:+g}{u}" if self.unit == "pp" else f"{self.paper:g}{u}"
-        return f"{val} ± {self.tolerance:g}"
+            return f"{'≥' if self.side > 0 else '≤'} {val} ({tol})"
+        return f"{val} {tol}"
 
 
 @dataclass(frozen=True)
@@ -193,19 +247,49 @@ class AblationSpec:
     notes: str = ""
     target: float | None = None
     selection: Selection | None = None
+    converge_tol: float = 0.01
     sha256: str = ""  # of the file's text, recorded beside the runs
+
+    @property
+    def training_arms(self) -> list[str]:
+        """The arms that train (not evaluation arms), in file order."""
+        return [a for a, arm in self.arms.items() if arm.evaluate is None]
+
+    def trained_by(self, arm: str) -> str:
+        """The arm whose runs `arm` reads: itself, or an evaluation arm's `of`."""
+        ev = self.arms[arm].evaluate
+        return arm if ev is None else ev.of
+
+    def check_scale(self, scale: str, overrides: Mapping[str, Any] | None = None) -> None:
+        """Refuse (one-line ConfigError) runs that adapt anything without a holdout at `scale`:
+        a [selection] table, a plateau lr schedule, or a claim on a holdout metric."""
+        for arm in self.training_arms:
+            cfg = self.config(arm, scale, 0, (self.grid(arm, scale) or (None,))[0], overrides)
+            if cfg.data.holdout > 0:
+                continue
+            why = ("its [selection] table chooses on training runs" if self.selection is not None else
+                   "optim.schedule = \"plateau\" steps the lr on a validation error"
+                   if cfg.optim.schedule == "plateau" else
+                   next((f"a claim uses {c.metric}" for c in self.claims_for(scale) if c.metric in HOLDOUT_METRICS),
+                        None))
+            if why:
+                raise ConfigError(f"{self.path}: scales.{scale} + arms.{arm}: {why}, but data.holdout is 0 "
+                                  "(set \"data.holdout\" so nothing adapts on the test set)")
 
     def grid(self, arm: str, scale: str) -> tuple[float, ...]:
         """The values the selection stage tries for `arm` at `scale` (empty: no selection)."""
         if self.selection is None:
             return ()
+        arm = self.trained_by(arm)
         over = self.scales[scale].arms.get(arm)
         if over is not None and over.grid is not None:
             return over.grid
         return self.arms[arm].grid
 
     def deltas(self, arm: str, scale: str) -> dict[str, Any]:
-        """base <- scale.set <- arm.set <- scale.arms.ARM.set, as one flat dict."""
+        """base <- scale.set <- arm.set <- scale.arms.ARM.set, as one flat dict (an evaluation
+        arm's are its `of` arm's)."""
+        arm = self.trained_by(arm)
         sc = self.scales[scale]
         over = sc.arms.get(arm, ScaleArm())
         out: dict[str, Any] = {}
@@ -367,11 +451,12 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-TOP_KEYS = ("title", "section", "question", "notes", "baseline", "metrics", "target", "base", "arms", "claims",
-            "scales", "selection")
-ARM_KEYS = ("about", "set", "grid")
-CLAIM_KEYS = ("arm", "against", "metric", "unit", "kind", "paper", "direction", "tolerance", "section", "quote",
-              "source", "note", "scales")
+TOP_KEYS = ("title", "section", "question", "notes", "baseline", "metrics", "target", "converge_tol", "base", "arms",
+            "claims", "scales", "selection")
+ARM_KEYS = ("about", "set", "grid", "evaluate")
+EVALUATE_KEYS = ("of", "views")
+CLAIM_KEYS = ("arm", "against", "metric", "test", "unit", "kind", "paper", "direction", "tolerance", "margin",
+              "section", "quote", "source", "note", "scales")
 SCALE_KEYS = ("model", "seeds", "set", "arms", "notes")
 SCALE_ARM_KEYS = ("set", "grid")
 SELECTION_KEYS = ("key", "by")
@@ -391,6 +476,7 @@ def parse(data: Mapping[str, Any], path: str = "<spec>", name: str = "spec") -> 
     target = top.number("target", None)
     if target is not None and not 0 < target < 1:
         raise top.error("target", f"{target!r} is not valid; a training-error fraction in (0, 1)")
+    converge_tol = top.number("converge_tol", 0.01, low=0.0)
     scales = _parse_scales(top, path, arms, selection)
     claims = [_parse_claim(raw, path, f"claims[{i}]", arms) for i, raw in enumerate(top.get("claims", list, []))]
     if selection is not None:
@@ -399,6 +485,7 @@ def parse(data: Mapping[str, Any], path: str = "<spec>", name: str = "spec") -> 
         name=name, path=path, title=top.text("title"), section=top.text("section"), question=top.text("question"),
         baseline=baseline, metrics=metrics, arms=arms, scales=scales, claims=tuple(claims),
         base=top.deltas("base"), notes=top.text("notes", ""), target=target, selection=selection,
+        converge_tol=converge_tol,
     )
     _check_configs(spec, path)
     return spec
@@ -429,8 +516,28 @@ def _parse_arms(top: _Table, path: str, selection: Selection | None) -> dict[str
         grid = t.grid("grid")
         if grid is not None and selection is None:
             raise t.error("grid", "needs a [selection] table saying which key the grid sets")
-        arms[arm_name] = Arm(arm_name, t.text("about", ""), t.deltas("set"), grid or ())
+        evaluate = _parse_evaluate(t, path, arm_name, arms_t.data)
+        if evaluate is not None and ("set" in t.data or grid is not None):
+            raise t.error("evaluate", "an evaluation arm trains nothing: no `set` or `grid` beside it")
+        arms[arm_name] = Arm(arm_name, t.text("about", ""), t.deltas("set"), grid or (), evaluate)
+    if not any(a.evaluate is None for a in arms.values()):
+        raise top.error("arms", "needs at least one arm that trains (without `evaluate`)")
     return arms
+
+
+def _parse_evaluate(t: _Table, path: str, arm_name: str, all_arms: Mapping[str, Any]) -> Evaluate | None:
+    if "evaluate" not in t.data:
+        return None
+    e = _Table(t.data["evaluate"], path, f"arms.{arm_name}.evaluate", EVALUATE_KEYS)
+    of = e.text("of")
+    raw = all_arms.get(of)
+    if of == arm_name or raw is None or (isinstance(raw, dict) and "evaluate" in raw):
+        raise e.error("of", f"{of!r} is not a training arm; training arms: "
+                            f"{', '.join(a for a, r in all_arms.items() if 'evaluate' not in r)}")
+    views = e.get("views", int)
+    if views not in (1, 10):
+        raise e.error("views", f"{views} is not valid; choose 1 or 10")
+    return Evaluate(of, views)
 
 
 def _parse_scales(top: _Table, path: str, arms: Mapping[str, Arm], selection: Selection | None) -> dict[str, Scale]:
@@ -448,7 +555,8 @@ def _parse_scales(top: _Table, path: str, arms: Mapping[str, Arm], selection: Se
         seeds = t.get("seeds", int)
         if seeds < 1:
             raise t.error("seeds", f"{seeds} is not valid; at least 1")
-        sarms_t = _Table(t.get("arms", dict, {}), path, f"scales.{s}.arms", tuple(arms))
+        sarms_t = _Table(t.get("arms", dict, {}), path, f"scales.{s}.arms",
+                         tuple(a for a in arms if arms[a].evaluate is None))
         sarms = {}
         for arm_name, raw in sarms_t.data.items():
             at = _Table(raw, path, f"scales.{s}.arms.{arm_name}", SCALE_ARM_KEYS)
@@ -470,6 +578,13 @@ def _parse_claim(raw: Any, path: str, where: str, arms: Mapping[str, Arm]) -> Cl
         raise t.error("against", "must differ from arm")
     kind = t.get("kind", str, "about", choices=KINDS)
     unit = t.get("unit", str, choices=UNITS)
+    if "test" not in t.data:
+        raise t.error("test", "missing (required): declare \"paired\" or \"welch\" before running")
+    test = t.get("test", str, choices=TESTS)
+    margin = t.number("margin", None, low=0.0)
+    if margin is not None and (margin == 0 or (unit == "x" and margin <= 1)):
+        raise t.error("margin", f"{margin:g} is not valid; " + ("a factor > 1 for unit \"x\"" if unit == "x"
+                                                                 else "must be > 0 (percentage points)"))
     if kind == "direction":
         if "paper" in t.data:
             raise t.error("paper", "not used with kind = \"direction\" (say `direction` instead)")
@@ -479,23 +594,29 @@ def _parse_claim(raw: Any, path: str, where: str, arms: Mapping[str, Arm]) -> Cl
         if "direction" in t.data:
             raise t.error("direction", f"only with kind = \"direction\" (kind is {kind!r})")
         paper, direction = t.number("paper"), None
-        tolerance = t.number("tolerance", low=0.0)
+        tolerance = t.number("tolerance", low=1.0 if unit == "x" else 0.0)
         null = 1.0 if unit == "x" else 0.0
         if paper == null:
             raise t.error("paper", f"{paper:g} means no effect; use kind = \"direction\" or a non-null value")
         if unit == "x" and paper <= 0:
             raise t.error("paper", f"{paper:g} is not a valid ratio; must be > 0")
     claim_scales = t.strings("scales", SCALES, choices=SCALES)
+    metric = t.get("metric", str, choices=tuple(METRICS))
+    ten = [s for s in claim_scales if s in TEN_CLASS_SCALES]
+    if metric in TOP5_METRICS and ten:
+        raise t.error("metric", f"{metric} with 10 classes says almost nothing; keep it out of the "
+                                f"{'/'.join(ten)} scales (scales = [\"imagenet\"])")
     return Claim(
-        arm=arm, against=against, metric=t.get("metric", str, choices=tuple(METRICS)), unit=unit, kind=kind,
+        arm=arm, against=against, metric=metric, unit=unit, kind=kind,
         paper=paper, direction=direction, tolerance=tolerance, section=t.text("section"),
-        quote=t.text("quote"), source=t.text("source"), note=t.text("note", ""), scales=claim_scales,
+        quote=t.text("quote"), source=t.text("source"), test=test, margin=margin, note=t.text("note", ""),
+        scales=claim_scales,
     )
 
 
 def _check_grids(path: str, arms: Mapping[str, Arm], scales: Mapping[str, Scale]) -> None:
     """With [selection], every arm has a grid at every scale."""
-    for arm_name in arms:
+    for arm_name in (a for a in arms if arms[a].evaluate is None):
         for s in SCALES:
             over = scales[s].arms.get(arm_name)
             if not arms[arm_name].grid and not (over and over.grid):
@@ -506,7 +627,7 @@ def _check_grids(path: str, arms: Mapping[str, Arm], scales: Mapping[str, Scale]
 def _check_configs(spec: AblationSpec, path: str) -> None:
     """Every arm at every scale must make a valid config for its model (e.g. model-specific keys)."""
     for s in SCALES:
-        for arm_name in spec.arms:
+        for arm_name in spec.training_arms:
             for value in spec.grid(arm_name, s) or (None,):
                 try:
                     spec.config(arm_name, s, seed=0, grid_value=value)

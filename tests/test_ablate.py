@@ -7,6 +7,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import time
 from collections import Counter, defaultdict
@@ -16,7 +17,7 @@ import pytest
 from filelock import FileLock
 from rich.console import Console
 
-from repro import ablate, spec_file
+from repro import ablate, report, spec_file
 from repro.ablation import plan
 from repro.errors import ConfigError
 from tests.fixtures import fake_trainer
@@ -50,11 +51,11 @@ def test_expansion_is_arms_by_seeds_with_stable_hashes():
     spec = spec_file.load("lrn")
     ov = plan.run_overrides(spec, None, None, None, None)
     runs = plan.main_runs(spec, "smoke", [0, 1, 2], ov)
-    assert [(r.arm, r.seed) for r in runs] == [(a, s) for a in ("on", "off") for s in (0, 1, 2)]
+    assert [(r.arm, r.seed) for r in runs] == [(a, s) for a in ("lrn", "none") for s in (0, 1, 2)]
     assert [r.hash for r in runs] == [r.hash for r in plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1, 2], ov)]
     assert len({r.hash for r in runs}) == 6  # seed- and arm-sensitive
     r = runs[0]
-    assert r.rel == Path("lrn", "on", f"0-{r.hash}") and r.cfg.seed == 0 and r.cfg.model.norm == "lrn"
+    assert r.rel == Path("lrn", "lrn", f"0-{r.hash}") and r.cfg.seed == 0 and r.cfg.model.norm == "lrn"
     assert runs[3].cfg.model.norm == "none" and runs[3].cfg.data.dataset == "synthetic"
     # where and how fast a run executes is not part of its identity; its budget is
     moved = plan.main_runs(spec, "smoke", [0], plan.run_overrides(spec, None, "/data", "cuda:1", None))
@@ -115,9 +116,9 @@ def test_run_then_rerun_trains_nothing(tmp_path):
     [out] = _ablate("lrn", tmp_path, trainer=trainer, quiet=False, console=console)
     assert (out.total, out.trained, out.skipped) == (4, 4, 0) and len(set(calls)) == 4
     shown = console.file.getvalue()
-    assert "lrn/on seed 0: finished" in shown and "runs 4/4" in shown
-    assert out.report == tmp_path / "reports" / "lrn.md" and out.report.exists()
-    assert (tmp_path / "reports" / "README.md").exists()
+    assert "lrn/lrn seed 0: finished" in shown and "runs 4/4" in shown
+    assert out.report == tmp_path / "results" / "smoke-reports" / "lrn.md" and out.report.exists()
+    assert not (tmp_path / "reports").exists()  # smoke never writes into reports/ (no records, no scorecard)
     manifest = json.loads((tmp_path / "results" / "lrn" / "manifest-smoke.json").read_text())
     assert len(manifest["runs"]) == 4 and all(r["main"] for r in manifest["runs"])
     for r in manifest["runs"]:
@@ -144,7 +145,7 @@ def test_partial_run_resumes(tmp_path):
     assert plan.state(d) == "partial"  # and not "running": the lock went with the interrupted run
     [out] = _ablate("lrn", tmp_path, seeds=1)
     rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-    assert [x["epoch"] for x in rows] == [1, 2, 3] and out.trained == 2
+    assert [x["epoch"] for x in rows] == [0, 1, 2, 3] and out.trained == 2
 
 
 def _runner(name: str, tmp: str, epochs: int, env: dict) -> None:
@@ -188,7 +189,7 @@ def test_kill_and_rerun_loses_nothing_and_repeats_nothing(tmp_path, monkeypatch)
     assert out.skipped == states["done"] and out.trained == 4 - states["done"]
     for r in runs:
         d = tmp_path / "results" / r.rel
-        assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+        assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2, 3, 4]
 
 
 def test_two_concurrent_runners_never_train_a_run_twice(tmp_path):
@@ -209,8 +210,9 @@ def test_two_concurrent_runners_never_train_a_run_twice(tmp_path):
     for r in plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {"epochs": 3}):
         d = tmp_path / "results" / r.rel
         assert json.loads((d / "summary.json").read_text())["status"] == "finished"
-        assert len((d / "metrics.jsonl").read_text().splitlines()) == 3
-    assert (tmp_path / "reports" / "lrn.md").exists() and json.loads((tmp_path / "reports" / "lrn.json").read_text())
+        assert len((d / "metrics.jsonl").read_text().splitlines()) == 4  # epoch 0 and 3 evaluations
+    smoke = tmp_path / "results" / "smoke-reports"
+    assert (smoke / "lrn.md").exists() and json.loads((smoke / "lrn.json").read_text())
 
 
 def test_locked_run_is_deferred_then_waited_for(tmp_path):
@@ -242,10 +244,11 @@ def test_diverged_runs_are_recorded_and_not_retried(tmp_path):
          "base": {"target_train_error": 0.25}, "selection": {"key": "optim.lr"},
          "arms": {"relu": {"set": {"model.activation": "relu"}, "grid": [0.002, 0.1]},
                   "tanh": {"set": {"model.activation": "tanh"}, "grid": [0.004, 0.2]}},
-         "claims": [{"arm": "tanh", "against": "relu", "metric": "epochs_to_target", "unit": "x", "paper": 6.0,
-                     "tolerance": 3.0, "section": "s", "quote": "q", "source": "s"}],
+         "claims": [{"arm": "tanh", "against": "relu", "metric": "epochs_to_target", "test": "welch", "unit": "x",
+                     "paper": 6.0, "tolerance": 2.0, "section": "s", "quote": "q", "source": "s"}],
          "scales": {s: {"model": "cifar-80sec", "seeds": 2,
-                        "set": {"data.dataset": "synthetic", "epochs": 8}} for s in spec_file.SCALES}}
+                        "set": {"data.dataset": "synthetic", "data.holdout": 64, "epochs": 8}}
+                   for s in spec_file.SCALES}}
     path = tmp_path / "divergy.toml"
     path.write_text(dumps(d), encoding="utf-8")
     [out] = _ablate(str(path), tmp_path)
@@ -257,7 +260,7 @@ def test_diverged_runs_are_recorded_and_not_retried(tmp_path):
     calls = []
     [again] = _ablate(str(path), tmp_path, trainer=lambda *a, **k: calls.append(1))
     assert calls == [] and again.skipped == 6 and again.diverged == 2
-    text = (tmp_path / "reports" / "divergy.md").read_text()
+    text = (tmp_path / "results" / "smoke-reports" / "divergy.md").read_text()
     assert "| diverged" in text
 
 
@@ -269,7 +272,7 @@ def test_identical_run_of_another_ablation_is_copied(tmp_path):
     copied = [p for p in (tmp_path / "results" / "gpus" / "two").iterdir() if p.is_dir()]
     assert len(copied) == 2 and all((p / "reused_from.txt").exists() for p in copied)
     assert not any((p / "checkpoint.pt").exists() for p in copied)
-    assert "copied from identical runs" in (tmp_path / "reports" / "gpus.md").read_text()
+    assert "shared with other ablations" in (tmp_path / "results" / "smoke-reports" / "gpus.md").read_text()
 
 
 def test_dry_run_lists_runs_and_states(tmp_path):
@@ -301,11 +304,81 @@ def test_end_to_end_with_the_real_trainer(tmp_path):
                          reports_dir=tmp_path / "reports", quiet=True, device="cpu")
     assert (out.trained, out.diverged) == (4, 0)
     text = out.report.read_text(encoding="utf-8")
-    assert text.startswith("> **Smoke scale") and "| dataset       | synthetic (sha256 " in text
-    assert "cpu" in text and "2 / 2" in text
+    assert text.startswith("> **Smoke scale") and "| synthetic (sha256 " in text
+    assert "cpu" in text and "paired n=" in text  # n=2 once repro.train writes the new record (old: NaN)
     for r in plan.main_runs(spec_file.load(spec), "smoke", [0, 1], {}):
         d = tmp_path / "results" / r.rel
         assert plan.state(d) == "done" and (d / "env.json").exists() and (d / "dataset.json").exists()
     [again] = run_ablation(str(spec), scale="smoke", results_dir=tmp_path / "results",
                            reports_dir=tmp_path / "reports", quiet=True, device="cpu")
     assert (again.trained, again.skipped) == (0, 4)
+
+
+# ----------------------------------------------------------------------------- committed run records
+
+
+def _cifar(name, tmp_path, results="results", **kw):
+    data = tmp_path / "data"
+    (data / "cifar-10-batches-py").mkdir(parents=True, exist_ok=True)  # the fake trainer reads no data
+    return _ablate(name, tmp_path, scale="cifar", seeds=2, epochs=2, data_dir=str(data),
+                   **({"results_dir": tmp_path / results} if results != "results" else {}), **kw)
+
+
+def test_finished_runs_are_committed_and_a_fresh_clone_retrains_nothing(tmp_path):
+    """At a real-data scale every finished run's record (no checkpoint, no lock) lands in
+    reports/records/ with the manifest; with results/ gone, the records count as finished
+    runs for ablate, --dry-run and --plan, and the report rebuilds identically from them."""
+    [out] = _cifar("pooling", tmp_path)
+    assert out.trained == 4
+    recs = tmp_path / "reports" / "records" / "pooling"
+    dirs = sorted(recs.glob("*/*-*"))
+    assert len(dirs) == 4 and (recs / "manifest-cifar.json").is_file()
+    for d in dirs:
+        assert sorted(p.name for p in d.iterdir()) == sorted(
+            ["config.json", "dataset.json", "env.json", "metrics.jsonl", "summary.json"])
+    assert not list(recs.rglob("*.lock"))
+    before = {n: (tmp_path / "reports" / n).read_bytes() for n in ("pooling.md", "pooling.csv")}
+    shutil.rmtree(tmp_path / "results")  # a fresh clone: only what is committed
+    calls = []
+    [again] = _cifar("pooling", tmp_path, trainer=lambda *a, **k: calls.append(1))
+    assert calls == [] and (again.trained, again.skipped) == (0, 4)
+    assert {n: (tmp_path / "reports" / n).read_bytes() for n in before} == before
+    [dry] = _cifar("pooling", tmp_path, dry_run=True)
+    assert {r["state"] for r in dry.plan} == {"done"}
+    stream = io.StringIO()
+    _cifar("pooling", tmp_path, plan=True, stream=stream)
+    assert "--only" not in stream.getvalue() and "0 to run" in stream.getvalue()
+    # an identical run committed by another ablation is copied, not retrained (gpus' `two` = pooling's `overlapping`)
+    [gpus] = _cifar("gpus", tmp_path)
+    assert (gpus.reused, gpus.trained) == (2, 2)
+    origin = next((tmp_path / "results" / "gpus" / "two").glob("*/reused_from.txt")).read_text()
+    assert origin.startswith("pooling/overlapping/") and str(tmp_path) not in origin  # no absolute paths
+
+
+def test_smoke_runs_are_never_committed(tmp_path):
+    _ablate("pooling", tmp_path)
+    assert not (tmp_path / "reports").exists()
+
+
+def test_evaluation_arm_trains_nothing_and_reads_the_other_protocol(tmp_path):
+    """ten-crop's `ten` is the ten-view evaluation of `centre`'s runs: trained once, exactly paired."""
+    calls = []
+
+    def trainer(cfg, out, **kw):
+        calls.append(cfg.data.test_views)
+        return fake_trainer.run(cfg, out, **kw)
+
+    [out] = _ablate("ten-crop", tmp_path, trainer=trainer)
+    assert out.total == 2 and calls == [1, 1]
+    m = json.loads((tmp_path / "results" / "ten-crop" / "manifest-smoke.json").read_text())
+    ten = [r for r in m["runs"] if r["arm"] == "ten"]
+    centre = [r for r in m["runs"] if r["arm"] == "centre"]
+    assert [r["dir"] for r in ten] == [r["dir"] for r in centre] and {r["views"] for r in ten} == {10}
+    _, _, runs, rows = report.build("ten-crop", tmp_path / "results", scale="smoke", reports_dir=tmp_path / "reports")
+    eff = rows[0]["effect"]
+    assert eff.test == "paired" and eff.interval.n == 2 and eff.estimate == pytest.approx(-1.5)
+    assert "| ten " in out.report.read_text()
+    stream = io.StringIO()
+    shutil.rmtree(tmp_path / "results")
+    _ablate("ten-crop", tmp_path, plan=True, stream=stream)
+    assert stream.getvalue().count("--only") == 2 and "ten/" not in stream.getvalue()

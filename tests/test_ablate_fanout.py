@@ -82,7 +82,8 @@ def test_jobs_records_divergence_and_survives_crashing_workers(tmp_path, one_thr
          "arms": {"relu": {"set": {"model.activation": "relu"}, "grid": [0.002, 0.1]},
                   "tanh": {"set": {"model.activation": "tanh"}, "grid": [0.004, 0.2]}},
          "scales": {s: {"model": "cifar-80sec", "seeds": 2,
-                        "set": {"data.dataset": "synthetic", "epochs": 8}} for s in spec_file.SCALES}}
+                        "set": {"data.dataset": "synthetic", "data.holdout": 64, "epochs": 8}}
+                   for s in spec_file.SCALES}}
     from tests.fixtures.toml_writer import dumps
 
     path = tmp_path / "divergy.toml"
@@ -97,9 +98,9 @@ def test_jobs_records_divergence_and_survives_crashing_workers(tmp_path, one_thr
         run_ablation("lrn", scale="smoke", quiet=True, trainer=fanout_trainers.crashing, jobs=2,
                      **_dirs(tmp_path / "b"))
     msg = str(e.value)
-    assert "\n" not in msg and "2 run(s) failed" in msg and "lrn/off" in msg
+    assert "\n" not in msg and "2 run(s) failed" in msg and "lrn/none" in msg
     for r in plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {}):
-        assert plan.state(tmp_path / "b" / "results" / r.rel) == ("done" if r.arm == "on" else "pending")
+        assert plan.state(tmp_path / "b" / "results" / r.rel) == ("done" if r.arm == "lrn" else "pending")
 
 
 def test_placement():
@@ -173,7 +174,8 @@ def test_plan_commands_create_exactly_the_pending_runs(tmp_path, monkeypatch, on
     m = json.loads((tmp_path / "results" / "activation" / "manifest-smoke.json").read_text())
     assert m["selection"]["chosen"] == chosen and len(m["runs"]) == 6  # the --only runs kept it complete
     _cli(["report", "activation", "--scale", "smoke", *where])
-    assert json.loads((tmp_path / "reports" / "activation.json").read_text())["runs"] == {"total": 6, "done": 6}
+    side = json.loads((tmp_path / "results" / "smoke-reports" / "activation.json").read_text())
+    assert side["runs"] == {"total": 6, "done": 6}
 
 
 def test_only_checks_what_it_names(tmp_path, one_thread):
@@ -189,7 +191,7 @@ def test_only_checks_what_it_names(tmp_path, one_thread):
     assert (out.total, out.trained) == (1, 1) and plan.state(tmp_path / "results" / sel[0].rel) == "done"
     assert not (tmp_path / "reports").exists()  # --only leaves the report to `repro report`
     with pytest.raises(ConfigError, match="not of `all`"):
-        run_ablation("all", only=["on/0"], **kw)
+        run_ablation("all", only=["lrn/0"], **kw)
     result = CliRunner().invoke(app, ["ablate", "lrn", "--scale", "smoke", "--jobs", "0"])
     assert result.exit_code != 0 and "--jobs 0: must be at least 1" in str(result.exception)
 

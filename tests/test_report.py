@@ -12,11 +12,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro import report, spec_file
+from repro import report, spec_file, stats
 from repro.errors import ReproError
 from repro.report import effect_text
-from repro.stats import CONTRADICTED, INCONCLUSIVE, REPRODUCED, measure, verdict, welch_interval
+from repro.stats import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, REPRODUCED
 from tests.fixtures.rundirs import make_manifest, make_run
+
+
+def verdict(lo, hi, null, side, band, margin=None):
+    """repro.stats.verdict on a 95% interval [lo, hi] (its 90% interval the same here)."""
+    return stats.verdict(stats.Interval("paired", (lo + hi) / 2, lo, hi, lo, hi, 1.0, 5), null, side, band, margin)
+
+
+def measure(a, b, unit, a_censored=False, b_censored=False, test="welch"):
+    return stats.measure(test, a, b, unit, a_censored, b_censored)
+
+
+def welch_interval(a, b):
+    iv = stats.welch(a, b)
+    return iv.estimate, iv.lo, iv.hi
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,10 +63,10 @@ def test_verdict_edges(lo, hi, expected):
 
 
 def test_verdict_ratio_and_direction_and_at_least():
-    ratio_band = (3.0, 9.0)  # 6x +- 3
+    ratio_band = (3.0, 12.0)  # 6x within a factor of 2
     assert verdict(4.0, 8.0, 1.0, +1, ratio_band)[0] == REPRODUCED
     assert verdict(7.5, math.inf, 1.0, +1, ratio_band)[0] == REPRODUCED  # censored ">= 7.5x"
-    assert verdict(9.5, math.inf, 1.0, +1, ratio_band)[0] == CONTRADICTED  # even the bound is too large
+    assert verdict(12.5, math.inf, 1.0, +1, ratio_band)[0] == CONTRADICTED  # even the bound is too large
     assert verdict(0.5, 0.9, 1.0, +1, ratio_band)[0] == CONTRADICTED  # tanh faster
     assert verdict(0.8, 3.5, 1.0, +1, ratio_band)[0] == INCONCLUSIVE
     assert verdict(0.8, 1.3, 1.0, +1, ratio_band)[0] == CONTRADICTED  # wholly below 6x - 3
@@ -65,7 +79,22 @@ def test_verdict_ratio_and_direction_and_at_least():
     assert verdict(-3.0, -2.0, 0.0, -1, at_least)[0] == REPRODUCED
     assert verdict(-0.4, -0.1, 0.0, -1, at_least)[0] == CONTRADICTED
     with pytest.raises(ValueError):
-        verdict(1.0, 0.0, 0.0, -1, BAND)
+        stats.verdict(stats.Interval("paired", 0.5, 1.0, 0.0, 1.0, 0.0, 1.0, 3), 0.0, -1, BAND, None)
+
+
+@SETTINGS
+@given(st.floats(-3, 3, allow_nan=False), st.floats(0, 3, allow_nan=False), st.floats(0.05, 2, allow_nan=False))
+def test_no_effect_is_the_90_interval_inside_the_margin(centre, half, margin):
+    """With a margin, *no effect* is exactly TOST: the 90% interval inside +- margin, and only
+    when the interval is not already reproduced or contradicted (sign-only claim)."""
+    lo, hi = centre - half, centre + half
+    v = verdict(lo, hi, 0.0, -1, (-math.inf, 0.0), (-margin, margin))[0]
+    inside = -margin <= lo and hi <= margin
+    if v == NO_EFFECT:
+        assert inside
+    elif inside:
+        assert v in (REPRODUCED, CONTRADICTED)
+    assert verdict(lo, hi, 0.0, -1, (-math.inf, 0.0), None)[0] != NO_EFFECT
 
 
 # ----------------------------------------------------------------------------- verdict: properties
@@ -103,7 +132,7 @@ def test_verdict_definition(claim, iv):
     same = lo > null if side > 0 else hi < null
     opposite = hi < null if side > 0 else lo > null
     overlaps = lo <= bhi and hi >= blo
-    assert v in (REPRODUCED, CONTRADICTED, INCONCLUSIVE) and why
+    assert v in (REPRODUCED, CONTRADICTED, INCONCLUSIVE) and why  # no margin: never "no effect"
     assert (v == REPRODUCED) == (same and overlaps)
     assert (v == CONTRADICTED) == (opposite or not overlaps)
     if v == INCONCLUSIVE:
@@ -180,12 +209,17 @@ def test_measure_units_and_censoring():
     eff = measure([0.10, 0.12, 0.11], [0.13, 0.14, 0.15], "pp")
     d, lo, hi = welch_interval([10, 12, 11], [13, 14, 15])
     assert (eff.estimate, eff.lo, eff.hi) == pytest.approx((d, lo, hi)) and eff.n_arm == 3
+    paired = measure([0.10, 0.12, 0.11], [0.13, 0.14, 0.15], "pp", test="paired")
+    p = stats.paired([10, 12, 11], [13, 14, 15])
+    assert (paired.estimate, paired.lo, paired.hi, paired.test) == pytest.approx((p.estimate, p.lo, p.hi, "paired"))
+    assert measure([0.1, math.nan], [0.2, 0.3], "pp", test="paired").n_arm == 1  # a NaN drops its pair
     assert effect_text(eff).startswith("-3.00 pp [")
     r = measure([30.0, 36.0, 40.0], [6.0, 6.0, 7.0], "x")
     gd, glo, ghi = welch_interval(np.log([30, 36, 40]), np.log([6, 6, 7]))
     assert (r.estimate, r.lo, r.hi) == pytest.approx((math.exp(gd), math.exp(glo), math.exp(ghi)))
     c = measure([30.0, 30.0, 30.0], [6.0, 5.0, 7.0], "x", a_censored=True)  # tanh hit its cap
     assert c.bound == "≥" and c.hi == math.inf and c.lo > 1 and effect_text(c).startswith("≥ 5.0")
+    assert c.interval.hi90 == math.inf  # a censored side is open at 90% too: never "no effect"
     assert effect_text(c).endswith("∞)")
     b = measure([0.1, 0.2], [0.3, 0.4], "pp", b_censored=True)
     assert b.lo == -math.inf and b.bound == "≤"
@@ -202,21 +236,22 @@ def test_measure_units_and_censoring():
 
 # ----------------------------------------------------------------------------- reports from run directories
 
-LRN_ON = [0.100, 0.110, 0.120]  # final val/test errors per seed
+LRN_ON = [0.100, 0.110, 0.120]  # test errors per seed
 LRN_OFF = [0.130, 0.135, 0.150]
 
 
-def _lrn_fixture(tmp_path: Path) -> tuple[Path, Path]:
+def _lrn_fixture(tmp_path: Path, **kw) -> tuple[Path, Path]:
     spec = spec_file.load("lrn")
     results, reports = tmp_path / "results", tmp_path / "reports"
     entries = []
-    for arm, finals in (("on", LRN_ON), ("off", LRN_OFF)):
+    for arm, finals in (("lrn", LRN_ON), ("none", LRN_OFF)):
         for seed, v in enumerate(finals):
             curve = [(0.6, 0.6), (0.4, 0.3), (v - 0.05, v)]
-            entries.append(make_run(results, spec, "cifar", arm, seed, curve, test_error=v, wall_seconds=600.0))
+            entries.append(make_run(results, spec, "cifar", arm, seed, curve, test_error=v, wall_seconds=600.0,
+                                    **kw.get(f"{arm}{seed}", {})))
     # an unfinished seed of each kind: listed, not used
-    entries.append(make_run(results, spec, "cifar", "on", 3, [(0.6, 0.6)], status="partial"))
-    entries.append(make_run(results, spec, "cifar", "off", 3, [], status="pending"))
+    entries.append(make_run(results, spec, "cifar", "lrn", 3, [(0.6, 0.6)], status="partial"))
+    entries.append(make_run(results, spec, "cifar", "none", 3, [], status="pending"))
     make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2, 3])
     return results, reports
 
@@ -229,39 +264,108 @@ def test_report_from_run_dirs(tmp_path):
     assert first.startswith("# Local response normalization") and "cifar scale" in first  # no smoke banner
     # provenance
     for s in ("cifar10 (sha256 abcdef012345…", "2.14.1+cpu", "0123456789", "cpu (Test CPU)", "0, 1, 2, 3",
-              "60.0 min of training", "6 finished, 1 partial, 1 pending", "| epochs (cap)  | 8"):
+              "60.0 min of training", "6 finished, 1 partial, 1 pending", "| epochs (cap)     | 30",
+              "train 45,000, holdout 5,000, test 10,000, training-error slice 5,000", "c0de0000f00d (6 runs)",
+              "fp32, channels_last True", "linearly interpolated", "newest finished 2026-01-01T01:00:00+00:00"):
         assert s in text, s
-    # the claim row: effect and interval as computed by hand, with the paper's number beside it
+    assert "Warning" not in text
+    # the claim row: a paired interval on the per-seed differences, Welch beside it
+    p = stats.paired([100 * x for x in LRN_ON], [100 * x for x in LRN_OFF])
+    assert f"{p.estimate:+.2f} pp [{p.lo:+.2f}, {p.hi:+.2f}]" in text
     d, lo, hi = welch_interval([100 * x for x in LRN_ON], [100 * x for x in LRN_OFF])
-    assert f"{d:+.2f} pp [{lo:+.2f}, {hi:+.2f}]" in text
-    assert "-2 pp ± 1.5" in text and "**reproduced**" in text
-    assert 'A "four-layer CNN" gets 13% test error without normalization and 11% with' in text
-    assert "local3" in text  # the 13pct vs 11pct caveat is printed
-    assert "-1.4" not in text.split("## Per arm")[0]  # ImageNet claims are not checked at the cifar scale
+    assert f"{d:+.2f} pp [{lo:+.2f}, {hi:+.2f}]" in text  # the secondary Welch column
+    assert "paired n=3" in text and "lower (sign only)" in text and "**reproduced**" in text
+    assert "This ablation tests 1 claim at once" in text
+    assert "-1.4 pp (ImageNet top-1) is the reference" in text  # the note says what the paper's number is
     # per-arm mean +- std and n
     on = np.array(LRN_ON) * 100
     assert f"{on.mean():.2f} ± {on.std(ddof=1):.2f}" in text
     arm_table = text.split("## Per arm")[1].split("##")[0]
-    assert "| on    |" in arm_table and "| 3   |" in arm_table
-    # CSV: every run, percentages
+    assert "| lrn   |" in arm_table and "| 3   |" in arm_table
+    # CSV: every run, percentages, the new record's columns
     csv = pd.read_csv(reports / "lrn.csv")
     assert len(csv) == 8 and set(csv["status"]) == {"finished", "partial", "pending"}
-    for col in ("ablation", "scale", "arm", "seed", "hash", "status", "in_analysis", "epochs_run", "val_error_pct",
-                "val_top5_error_pct", "test_error_pct", "gap_pp", "wall_seconds", "device", "torch", "git_revision",
+    for col in ("ablation", "scale", "arm", "seed", "hash", "status", "in_analysis", "epochs_run", "test_error_pct",
+                "final_train_error_pct", "final_train_error_running_pct", "final_holdout_error_pct", "gap_pp",
+                "epochs_to_converge", "wall_seconds", "device", "torch", "git_revision", "code_fingerprint",
                 "dataset_sha256"):
         assert col in csv.columns, col
+    assert not any(c.startswith("val") or "_val_" in c for c in csv.columns)  # holdout and test, never "val"
     used = csv[csv["in_analysis"]]
     assert len(used) == 6
-    assert sorted(used.loc[used["arm"] == "on", "val_error_pct"]) == pytest.approx([10.0, 11.0, 12.0])
+    assert sorted(used.loc[used["arm"] == "lrn", "test_error_pct"]) == pytest.approx([10.0, 11.0, 12.0])
     # plots and sidecar
-    for png in ("lrn-train.png", "lrn-val.png"):
+    for png in ("lrn-train.png", "lrn-holdout.png"):
         assert (reports / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"matplotlib" not in (reports / png).read_bytes()  # no version metadata
     assert "![training error per epoch](lrn-train.png)" in text
     side = json.loads((reports / "lrn.json").read_text())
     assert side["scale"] == "cifar" and side["claims"][0]["verdict"] == REPRODUCED
+    assert str(tmp_path) not in text + (reports / "lrn.csv").read_text()  # no absolute paths
 
 
-def test_report_smoke_banner_and_scorecard(tmp_path):
+def test_report_is_a_pure_function_of_its_records(tmp_path):
+    """Built twice (another day, another folder), the markdown, CSV and plots are byte-identical."""
+    results, reports = _lrn_fixture(tmp_path / "a")
+    report.write_report("lrn", results, reports)
+    import shutil
+
+    shutil.copytree(results, tmp_path / "b" / "results")
+    report.write_report("lrn", tmp_path / "b" / "results", tmp_path / "b" / "reports")
+    for name in ("lrn.md", "lrn.csv", "lrn.json", "lrn-train.png", "lrn-holdout.png"):
+        assert (reports / name).read_bytes() == (tmp_path / "b" / "reports" / name).read_bytes(), name
+
+
+def test_paired_claims_match_seeds_and_say_which_dropped(tmp_path):
+    spec = spec_file.load("lrn")
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    entries = [make_run(results, spec, "cifar", "lrn", s, [(0.2, 0.2)], test_error=0.10 + 0.01 * s) for s in (0, 1, 2)]
+    entries += [make_run(results, spec, "cifar", "none", s, [(0.2, 0.2)], test_error=0.12 + 0.01 * s) for s in (0, 1)]
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2])
+    _, _, _, rows = report.build("lrn", results, reports_dir=reports)
+    eff = rows[0]["effect"]
+    assert eff.test == "paired" and eff.interval.n == 2 and eff.dropped == (2,)
+    assert eff.estimate == pytest.approx(-2.0) and (eff.lo, eff.hi) == pytest.approx((-2.0, -2.0))
+    text = report.write_report("lrn", results, reports).read_text()
+    assert "seed(s) 2 finished in only one arm and are left out of both" in text
+
+
+def test_no_effect_and_seed_advice(tmp_path):
+    """A tight null inside the margin is *no effect*; a wide one is inconclusive, with a seed count."""
+    spec = spec_file.load("pooling")  # margin 0.3 pp, paired
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    jitter = [0.0005, -0.0005, 0.0003, -0.0002, 0.0001]
+    entries = []
+    for s, j in enumerate(jitter):
+        entries.append(make_run(results, spec, "cifar", "overlapping", s, [(0.2, 0.2)], test_error=0.15 + 0.01 * s + j))
+        entries.append(make_run(results, spec, "cifar", "non-overlapping", s, [(0.2, 0.2)], test_error=0.15 + 0.01 * s))
+    make_manifest(results, spec, "cifar", entries, seeds=list(range(5)))
+    _, _, _, rows = report.build("pooling", results, reports_dir=reports)
+    assert rows[0]["verdict"] == NO_EFFECT, rows[0]["why"]
+    spec_g = spec_file.load("gpus")  # welch, margin 0.5
+    entries = [make_run(results, spec_g, "cifar", arm, s, [(0.2, 0.2)], test_error=v)
+               for arm, vals in (("two", [0.10, 0.14, 0.12]), ("one", [0.11, 0.15, 0.12])) for s, v in enumerate(vals)]
+    make_manifest(results, spec_g, "cifar", entries, seeds=[0, 1, 2])
+    _, _, _, rows = report.build("gpus", results, reports_dir=reports)
+    iv = rows[0]["effect"].interval
+    assert rows[0]["verdict"] == INCONCLUSIVE and iv.test == "welch"
+    n = stats.seeds_needed(iv.sd, 0.5, "welch")
+    assert f"predicts {n} seeds per arm for 80% power against the margin" in rows[0]["advice"]
+    text = report.write_report("gpus", results, reports).read_text()
+    assert "welch n=3/3" in text and f"predicts {n} seeds per arm" in text
+    assert "multiply-adds per image" in text and "`one` (alexnet-cifar, columns=1)" in text
+
+
+def test_differing_fingerprints_are_flagged(tmp_path):
+    results, reports = _lrn_fixture(tmp_path, none2={"fingerprint": "0dd0dd0dd0dd", "git": "fedcba9876543210"})
+    text = report.write_report("lrn", results, reports).read_text()
+    assert "c0de0000f00d (5 runs), 0dd0dd0dd0dd (1 run)" in text
+    assert "> **Warning: 1 run(s) were trained by code whose fingerprint differs from the majority's " \
+           "(c0de0000f00d): none/2 (0dd0dd0dd0dd)" in text
+    assert "0123456789, fedcba9876" in text  # both revisions
+
+
+def test_smoke_reports_go_elsewhere_and_the_scorecard_lists_only_real_data(tmp_path):
     spec = spec_file.load("pooling")
     results, reports = tmp_path / "results", tmp_path / "reports"
     entries = [make_run(results, spec, "smoke", arm, seed, [(0.5, 0.5), (0.4, v)], dataset="synthetic",
@@ -270,19 +374,20 @@ def test_report_smoke_banner_and_scorecard(tmp_path):
                for seed, v in enumerate(vals)]
     make_manifest(results, spec, "smoke", entries, seeds=[0, 1])
     md = report.write_report("pooling", results, reports)
+    assert md == results / "smoke-reports" / "pooling.md" and not reports.exists()
     lines = md.read_text(encoding="utf-8").splitlines()
     assert lines[0] == report.SMOKE_BANNER
     text = "\n".join(lines)
-    # identical arms, zero variance: a point interval at 0, which the paper's -0.4 +- 0.5 includes
-    assert "+0.00 pp [+0.00, +0.00]" in text and "**inconclusive**" in text
-    _lrn_fixture_results, _ = _lrn_fixture(tmp_path / "lrn")
-    report.write_report("lrn", _lrn_fixture_results, reports)
+    # identical arms, zero variance: a point interval at 0, inside the margin: no effect
+    assert "+0.00 pp [+0.00, +0.00]" in text and "**no effect**" in text
+    lrn_results, _ = _lrn_fixture(tmp_path / "lrn")
+    report.write_report("lrn", lrn_results, reports)
     card = report.write_scorecard(reports).read_text(encoding="utf-8")
-    assert "[pooling](pooling.md)" in card and "smoke (not comparable)" in card
+    assert "pooling" not in card and "smoke" not in card.split("never here")[1]
     lrn_row = next(r for r in card.splitlines() if r.startswith("| [lrn]"))
-    assert "| cifar " in lrn_row and "**reproduced**" in lrn_row
-    rows = [r for r in card.splitlines() if r.startswith("| [")]
-    assert len(rows) == 2  # pooling's smoke claims: top-1 only (top-5 is an imagenet-scale claim); lrn: one
+    assert "| cifar " in lrn_row and "**reproduced**" in lrn_row and "paired" in lrn_row
+    assert card.count("| [") == 1 and "1 claim from 1 real-data report" in card
+    assert "2026-01-01T01:00:00+00:00" in card  # dated by its records, not the clock
 
 
 def test_report_n1_is_inconclusive_and_says_so(tmp_path):
@@ -293,28 +398,48 @@ def test_report_n1_is_inconclusive_and_says_so(tmp_path):
     make_manifest(results, spec, "cifar", entries, seeds=[0])
     text = report.write_report("gpus", results, reports).read_text(encoding="utf-8")
     assert "**inconclusive**" in text and "no interval" in text and "--seeds 2" in text
+    assert "no measured spread yet" in text
 
 
-def test_report_epochs_to_target_censoring(tmp_path):
-    """A run that never reaches the target contributes its epochs as a lower bound."""
+def test_report_epochs_to_target_censoring_and_interpolation(tmp_path):
+    """A run that never reaches the target contributes its epochs as a lower bound; a crossing
+    is interpolated between the evaluations around it."""
     spec = spec_file.load("dropout")  # target = 0.4
     results, reports = tmp_path / "results", tmp_path / "reports"
     entries = []
     for seed in range(3):
-        entries.append(make_run(results, spec, "cifar", "none", seed, [(0.6, 0.6), (0.35, 0.4), (0.2, 0.35)]))
-        entries.append(make_run(results, spec, "cifar", "dropout", seed, [(0.7, 0.6), (0.6, 0.5), (0.5, 0.45)]))
+        entries.append(make_run(results, spec, "cifar", "none", seed, [(0.6, 0.6), (0.35, 0.4), (0.2, 0.35)],
+                                every=0.5))
+        entries.append(make_run(results, spec, "cifar", "dropout", seed, [(0.7, 0.6), (0.6, 0.5), (0.5, 0.45)],
+                                every=0.5))
     make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2])
     _, _, runs, rows = report.build("dropout", results)
     none = runs[runs["arm"] == "none"]
-    assert list(none["epochs_to_target"]) == [2.0] * 3 and none["target_reached"].all()
+    # 0.6 at epoch 0.5, 0.35 at epoch 1.0: 0.4 is crossed 4/5 of the way, at 0.9
+    assert list(none["epochs_to_target"]) == pytest.approx([0.9] * 3) and none["target_reached"].all()
     drop = runs[runs["arm"] == "dropout"]
-    assert list(drop["epochs_to_target"]) == [3.0] * 3 and not drop["target_reached"].any()
-    eff = rows[0]["effect"]
-    assert rows[0]["metric"] == "epochs_to_target" and eff.bound == "≥" and eff.hi == math.inf
-    assert eff.estimate == pytest.approx(1.5)
-    assert rows[0]["verdict"] == REPRODUCED  # >= 1.5x overlaps 2x +- 1
+    assert list(drop["epochs_to_target"]) == [1.5] * 3 and not drop["target_reached"].any()
+    assert list(none["epochs_to_converge"]) == [1.5] * 3  # the last evaluation: 0.35 -> 0.2 is no plateau
     text = report.write_report("dropout", results, reports).read_text(encoding="utf-8")
-    assert "≥ 1.50x" in text and "≥ 3.0 ± 0.0" in text
+    assert "≥ 1.5 ± 0.0" in text and "every 0.5 epochs; crossing times" in text
+
+
+def test_records_roots_and_old_records(tmp_path):
+    """Runs are read from the committed records first, then results; an old-format record
+    (val_error, no running training error) reads as NaN and does not crash the report."""
+    results, reports = _lrn_fixture(tmp_path)
+    import shutil
+
+    shutil.move(results / "lrn", reports / "records" / "lrn")  # as in a fresh clone: only the records
+    md = report.write_report("lrn", tmp_path / "empty", reports)
+    assert "**reproduced**" in md.read_text()
+    d = next((reports / "records" / "lrn" / "lrn").glob("0-*"))
+    (d / "metrics.jsonl").write_text('{"epoch": 1, "train_error": 0.5, "val_error": 0.4}\n')
+    summary = json.loads((d / "summary.json").read_text())
+    (d / "summary.json").write_text(json.dumps({"status": "finished", "final_val_error": 0.4,
+                                                "epochs_run": summary["epochs_run"]}))
+    text = report.write_report("lrn", tmp_path / "empty", reports).read_text()
+    assert "paired n=2" in text
 
 
 def test_report_without_runs_is_one_line_error(tmp_path):
@@ -325,7 +450,7 @@ def test_report_without_runs_is_one_line_error(tmp_path):
         report.write_reports("all", tmp_path / "results", tmp_path / "reports")
     spec = spec_file.load("lrn")
     results = tmp_path / "results"
-    make_manifest(results, spec, "smoke", [make_run(results, spec, "smoke", "on", 0, [], status="pending")], [0])
+    make_manifest(results, spec, "smoke", [make_run(results, spec, "smoke", "lrn", 0, [], status="pending")], [0])
     with pytest.raises(ReproError, match="no finished runs of lrn"):
         report.write_report("lrn", results, tmp_path / "reports")
 
@@ -340,7 +465,7 @@ def test_report_picks_latest_scale_unless_told(tmp_path):
     results, reports = _lrn_fixture(tmp_path)
     spec = spec_file.load("lrn")
     entries = [make_run(results, spec, "smoke", arm, s, [(0.5, 0.5)], dataset="synthetic", synthetic=True)
-               for arm in ("on", "off") for s in (0, 1)]
+               for arm in ("lrn", "none") for s in (0, 1)]
     make_manifest(results, spec, "smoke", entries, [0, 1], updated_at="2026-01-02T00:00:00+00:00")
     assert report.write_report("lrn", results, reports).read_text().startswith(report.SMOKE_BANNER)
     assert "cifar scale" in report.write_report("lrn", results, reports, scale="cifar").read_text().splitlines()[0]

@@ -67,12 +67,49 @@ def test_key_specs():
     assert relu.target_train_error == 0.25 and relu.optim.weight_decay == 0.0 and relu.model.dropout == 0.0
     assert relu.data.flip is False and relu.optim.lr == 0.002 and relu.model.name == "cifar-80sec"
     assert act.selection.key == "optim.lr" and act.claims[0].paper == 6.0 and act.claims[0].unit == "x"
+    assert act.claims[0].band == pytest.approx((3.0, 12.0))  # 6x within a factor of 2: log-symmetric
     lrn = spec_file.load("lrn")
-    assert lrn.config("off", "cifar", 0).model.norm == "none"
-    assert lrn.config("on", "cifar", 0).model.name == "cifar-11pct"
-    assert "local3" in lrn.notes and "fc10" in lrn.notes  # the 13pct/11pct caveat (facts §8.4)
+    assert lrn.config("none", "cifar", 0).model.norm == "none"
+    assert lrn.config("lrn", "cifar", 0).model.name == "alexnet-cifar"
+    assert "13%" in lrn.notes and "facts §5d" in lrn.notes  # the 13pct/11pct caveat (facts §8.4)
     assert [c.paper for c in lrn.claims_for("imagenet")] == [-1.4, -1.2]
+    assert [(c.test, c.kind, c.margin) for c in lrn.claims_for("cifar")] == [("paired", "direction", 0.5)]
     assert spec_file.load("gpus").config("one", "imagenet", 0).model.columns == 1
+    assert {c.test for c in spec_file.load("gpus").claims} == {"welch"}
+
+
+# the paper arm of each ablation on the shared cifar recipe (issue 12)
+SHARED_BASELINES = {"lrn": "lrn", "pooling": "overlapping", "gpus": "two", "pca-colour": "on", "dropout": "dropout",
+                    "ten-crop": "centre", "bias-init": "one"}
+
+
+def test_cifar_baselines_are_one_run():
+    """The shared cifar baseline hashes equal across ablations, so it trains once (find_identical)."""
+    cfgs = {n: spec_file.load(n).config(arm, "cifar", 0) for n, arm in SHARED_BASELINES.items()}
+    assert len({c.hash() for c in cfgs.values()}) == 1, {n: c.hash() for n, c in cfgs.items()}
+    c = cfgs["lrn"]
+    assert (c.model.name, c.epochs, c.optim.schedule, c.optim.milestones, c.optim.lr) == \
+        ("alexnet-cifar", 30, "step", (15, 23, 28), 0.01)
+    assert (c.data.pca_noise, c.data.flip, c.data.holdout, c.data.train_eval) == (0.1, True, 5000, 5000)
+    assert [spec_file.load(n).scales["cifar"].seeds for n in ("lrn", "pooling", "gpus")] == [5, 10, 5]
+
+
+def test_every_cifar_scale_holds_out_5000():
+    for name in SHIPPED:
+        spec = spec_file.load(name)
+        for arm in spec.training_arms:
+            cfg = spec.config(arm, "cifar", 0, (spec.grid(arm, "cifar") or (None,))[0])
+            if name != "activation":  # Figure 1's subset: 5,000 train + 1,000 holdout
+                assert cfg.data.holdout == 5000, name
+            assert cfg.data.train_eval == 5000
+        for s in spec_file.SCALES:
+            spec.check_scale(s)  # nothing shipped adapts without a holdout
+
+
+def test_ten_crop_is_an_evaluation_arm():
+    spec = spec_file.load("ten-crop")
+    assert spec.training_arms == ["centre"] and spec.arms["ten"].evaluate == spec_file.Evaluate("centre", 10)
+    assert spec.trained_by("ten") == "centre" and spec.deltas("ten", "cifar") == spec.deltas("centre", "cifar")
 
 
 # ----------------------------------------------------------------------------- round trip
@@ -116,9 +153,12 @@ def spec_dicts(draw) -> dict:
         arm, against = draw(st.permutations(arm_names))[:2]
         unit = draw(st.sampled_from(spec_file.UNITS))
         kind = draw(st.sampled_from(spec_file.KINDS))
-        c = {"arm": arm, "against": against, "metric": draw(st.sampled_from(list(spec_file.METRICS))), "unit": unit,
-             "kind": kind, "section": draw(TEXT), "quote": draw(TEXT), "source": draw(TEXT),
-             "tolerance": draw(st.floats(0, 10, **FINITE))}
+        metric = draw(st.sampled_from([m for m in spec_file.METRICS if m not in spec_file.TOP5_METRICS]))
+        c = {"arm": arm, "against": against, "metric": metric, "unit": unit, "test": draw(st.sampled_from(
+             spec_file.TESTS)), "kind": kind, "section": draw(TEXT), "quote": draw(TEXT), "source": draw(TEXT),
+             "tolerance": draw(st.floats(1 if unit == "x" else 0, 10, **FINITE))}
+        if draw(st.booleans()):
+            c["margin"] = draw(st.floats(1.01, 3, **FINITE) if unit == "x" else st.floats(0.01, 3, **FINITE))
         if kind == "direction":
             c["direction"] = draw(st.sampled_from(spec_file.DIRECTIONS))
         elif unit == "x":
@@ -163,6 +203,7 @@ def test_round_trip(d):
         assert (c.arm, c.against, c.metric, c.unit, c.kind) == (raw["arm"], raw["against"], raw["metric"],
                                                                 raw["unit"], raw["kind"])
         assert c.paper == raw.get("paper") and c.tolerance == raw["tolerance"] and c.quote == raw["quote"].strip()
+        assert c.test == raw["test"] and c.margin == raw.get("margin")
         assert c.scales == tuple(raw.get("scales", spec_file.SCALES))
     for s, raw in d["scales"].items():
         assert spec.scales[s].model == raw["model"] and spec.scales[s].seeds == raw["seeds"]
@@ -179,10 +220,10 @@ def test_round_trip(d):
 
 def _valid() -> dict:
     return {
-        "title": "t", "section": "§1", "question": "q", "baseline": "off", "metrics": ["val_error"],
+        "title": "t", "section": "§1", "question": "q", "baseline": "off", "metrics": ["test_error"],
         "arms": {"on": {"about": "a", "set": {"model.norm": "lrn"}}, "off": {"set": {"model.norm": "none"}}},
-        "claims": [{"arm": "on", "against": "off", "metric": "val_error", "unit": "pp", "paper": -1.4,
-                    "tolerance": 1.0, "section": "§3.3", "quote": "q", "source": "s"}],
+        "claims": [{"arm": "on", "against": "off", "metric": "test_error", "test": "paired", "unit": "pp",
+                    "paper": -1.4, "tolerance": 1.0, "section": "§3.3", "quote": "q", "source": "s"}],
         "scales": {s: {"model": "alexnet-cifar", "seeds": 2, "set": {"epochs": 2}} for s in spec_file.SCALES},
     }
 
@@ -216,9 +257,16 @@ BAD = [
     ("arms", {"on": {}}, r"arms: needs at least two arms"),
     ("arms/on/grid", [0.1], r"arms\.on\.grid: needs a \[selection\]"),
     ("baseline", "both", r"baseline: 'both' is not an arm"),
-    ("metrics", ["val_eror"], r"metrics: 'val_eror' is not valid"),
+    ("metrics", ["val_error"], r"metrics: 'val_error' is not valid"),  # no "val" any more
     ("metrics", [], r"metrics: must name at least one"),
-    ("metrics", ["val_error", "val_error"], r"metrics: has duplicates"),
+    ("metrics", ["test_error", "test_error"], r"metrics: has duplicates"),
+    ("claims/0/test", _DELETE, r"claims\[0\]\.test: missing \(required\): declare \"paired\" or \"welch\""),
+    ("claims/0/test", "t-test", r"claims\[0\]\.test: 't-test' is not valid"),
+    ("claims/0/margin", 0, r"claims\[0\]\.margin: 0 is not valid"),
+    ("claims/0/metric", "test_top5_error", r"claims\[0\]\.metric: test_top5_error with 10 classes .*smoke/cifar"),
+    ("arms/on/evaluate", {"of": "on", "views": 10}, r"arms\.on\.evaluate\.of: 'on' is not a training arm"),
+    ("arms/on/evaluate", {"of": "off", "views": 5}, r"arms\.on\.evaluate\.views: 5 is not valid"),
+    ("arms/on/evaluate", {"of": "off", "views": 10}, r"arms\.on\.evaluate: an evaluation arm trains nothing"),
     ("target", 25, r"target: 25\.0 is not valid"),
     ("claims/0/arm", "up", r"claims\[0\]\.arm: 'up' is not an arm"),
     ("claims/0/against", "on", r"claims\[0\]\.against: must differ"),
@@ -275,6 +323,39 @@ def _floats(d):
 def test_valid_base_parses():
     spec = spec_file.loads(dumps(_valid()), "ablations/ok.toml")
     assert spec.name == "ok" and spec.claims[0].band == pytest.approx((-2.4, -0.4)) and spec.claims[0].side == -1
+
+
+def test_ratio_claims_take_factors():
+    d = _set(_set(_set(_valid(), "claims/0/unit", "x"), "claims/0/paper", 6.0), "claims/0/tolerance", 2.0)
+    c = spec_file.loads(dumps(_set(d, "claims/0/margin", 1.2)), "ablations/ok.toml").claims[0]
+    assert c.band == pytest.approx((3.0, 12.0)) and c.margin_band == pytest.approx((1 / 1.2, 1.2))
+    assert c.paper_text() == "6x ×/÷ 2"
+    for key, value, pattern in (("claims/0/tolerance", 0.5, r"tolerance: 0\.5 is not valid; must be a finite "
+                                 r"number >= 1"), ("claims/0/margin", 0.9, r"margin: 0\.9 is not valid; a factor > 1")):
+        with pytest.raises(ConfigError, match=pattern):
+            spec_file.loads(dumps(_set(d, key, value)), "ablations/bad.toml")
+
+
+@pytest.mark.parametrize("change,why", [
+    ({"arms/on/set": {"model.norm": "lrn", "optim.schedule": "plateau"}}, r"optim\.schedule = \"plateau\""),
+    ({"selection": {"key": "optim.lr"}, "arms/on/grid": [0.01], "arms/off/grid": [0.01]}, r"\[selection\] table"),
+    ({"claims/0/metric": "best_holdout_error"}, r"a claim uses best_holdout_error"),
+])
+def test_adapting_without_a_holdout_is_refused_at_expansion(change, why):
+    d = _valid()
+    for k, v in change.items():
+        d = _set(d, k, v)
+    for s in spec_file.SCALES:
+        d = _set(d, f"scales/{s}/set", {"epochs": 2, "optim.schedule": "step"})
+    spec = spec_file.loads(dumps(d), "ablations/adapt.toml")  # parses: checked per scale, when expanded
+    with pytest.raises(ConfigError) as e:
+        spec.check_scale("cifar")
+    msg = str(e.value)
+    assert msg.startswith("ablations/adapt.toml: scales.cifar + arms.") and "\n" not in msg, msg
+    assert re.search(why, msg) and "data.holdout is 0" in msg, msg
+    spec.check_scale("cifar", {"data.holdout": 100})  # with a holdout it is fine
+    with pytest.raises(ConfigError, match="data.holdout is 0"):  # and a command-line override is checked too
+        spec_file.load("pooling").check_scale("cifar", {"data.holdout": 0, "optim.schedule": "plateau"})
 
 
 def test_model_specific_error_names_scale_and_arm():

@@ -12,8 +12,11 @@ A runner brings runs to a terminal state in the run directories under `results`:
     run_stages   one ablation: selection grids, then `choose`, then each arm's main seeds as
                  soon as its grid is done, with the manifest kept up to date
 
-A finished run is never trained twice (the trainer returns its stored summary) and an
-interrupted one resumes from its checkpoint.
+A finished run is never trained twice (the trainer returns its stored summary; a record
+committed under the store's `records` counts as finished) and an interrupted one resumes
+from its checkpoint. At real-data scales the store publishes each finished run's record
+into `reports/records/` as soon as it is done (rundir.Store.publish), so a session that ends
+mid-campaign leaves its finished runs ready to commit.
 """
 
 from __future__ import annotations
@@ -148,10 +151,21 @@ def _duration(seconds: float) -> str:
 # ----------------------------------------------------------------------------- one run
 
 
-def run_one(run: Run, wait: bool, results: Path, trainer: Trainer, progress: Any, outcome: Outcome) -> bool:
-    """Bring one run to a terminal state. False if it is locked and `wait` is False."""
+def run_one(run: Run, wait: bool, results: rundir.Store | Path, trainer: Trainer, progress: Any,
+            outcome: Outcome) -> bool:
+    """Bring one run to a terminal state (and publish its record). False if it is locked and
+    `wait` is False."""
+    store = rundir.as_store(results)
+    done = _run_one(run, wait, store, trainer, progress, outcome)
+    if done:
+        store.publish(run.rel)
+    return done
+
+
+def _run_one(run: Run, wait: bool, store: rundir.Store, trainer: Trainer, progress: Any, outcome: Outcome) -> bool:
+    results = store.results
     d = results / run.rel
-    if _skip_if_terminal(run, d, progress, outcome, fresh=not wait):
+    if _skip_if_terminal(run, store, progress, outcome, fresh=not wait):
         return True
     d.parent.mkdir(parents=True, exist_ok=True)
     lock = rundir.lock(d)
@@ -161,14 +175,15 @@ def run_one(run: Run, wait: bool, results: Path, trainer: Trainer, progress: Any
         return False
     try:
         # Re-read under the lock: another process may have finished it meanwhile.
-        if _skip_if_terminal(run, d, progress, outcome, fresh=False):
+        if _skip_if_terminal(run, store, progress, outcome, fresh=False):
             return True
-        src = None if d.exists() and any(d.iterdir()) else rundir.find_identical(results, run.seed, run.hash,
-                                                                                  exclude=d)
+        src = None if d.exists() and any(d.iterdir()) else rundir.find_identical(
+            store.roots, run.seed, run.hash, exclude=[root / run.rel for root in store.roots])
         if src is not None:
-            rundir.copy_run(src, d)
+            origin = next(src.relative_to(r).as_posix() for r in store.roots if src.is_relative_to(r))
+            rundir.copy_run(src, d, origin)
             outcome.reused += 1
-            progress.finish(run.label, f"same config as {src.relative_to(results)}: copied")
+            progress.finish(run.label, f"same config as {origin}: copied")
             return True
         _train(run, d, trainer, progress, outcome)
         return True
@@ -189,8 +204,8 @@ def _train(run: Run, d: Path, trainer: Trainer, progress: Any, outcome: Outcome)
     progress.finish(run.label, f"{s.get('status')} in {time.monotonic() - t0:.0f} s ({_brief(s)})", trained=True)
 
 
-def _skip_if_terminal(run: Run, d: Path, progress: Any, outcome: Outcome, fresh: bool) -> bool:
-    s = rundir.read_summary(d)
+def _skip_if_terminal(run: Run, store: rundir.Store, progress: Any, outcome: Outcome, fresh: bool) -> bool:
+    s = rundir.read_summary(store.find(run.rel))
     if s is None or s.get("status") not in rundir.TERMINAL:
         return False
     outcome.skipped += 1
@@ -202,7 +217,7 @@ def _skip_if_terminal(run: Run, d: Path, progress: Any, outcome: Outcome, fresh:
 
 def _brief(s: Mapping[str, Any]) -> str:
     parts = []
-    for key, name in (("final_train_error", "train"), ("final_val_error", "val")):
+    for key, name in (("final_train_error", "train"), ("final_holdout_error", "holdout"), ("test_error", "test")):
         v = s.get(key)
         if isinstance(v, (int, float)):
             parts.append(f"{name} {100 * v:.1f}%")
@@ -221,8 +236,8 @@ class Runner:
 
     jobs = 1
 
-    def __init__(self, results: Path, trainer: Trainer):
-        self.results, self.trainer = Path(results), trainer
+    def __init__(self, results: rundir.Store | Path, trainer: Trainer):
+        self.results, self.trainer = rundir.as_store(results), trainer
 
     def __enter__(self) -> Runner:
         return self
@@ -247,7 +262,7 @@ class Runner:
 
 
 def run_stages(runner: Any, spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
-               results: Path, progress: Any, outcome: Outcome) -> None:
+               results: rundir.Store | Path, progress: Any, outcome: Outcome) -> None:
     """One ablation on `runner` (a Runner or a Pool): the selection grids, and each arm's main
     seeds as soon as its grid is done (`plan.choose`); the manifest kept up to date."""
     sel = plan.selection_runs(spec, scale, seeds, overrides)

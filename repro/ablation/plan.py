@@ -12,7 +12,13 @@ seeds run with it. The winning selection run is that arm's first-seed run.
 
 `<results>/<ablation>/manifest-<scale>.json` records which run directories make up the
 ablation at that scale (and what was chosen); `repro report` reads it and the run
-directories, and nothing else. `write_manifest` is its one writer.
+directories, and nothing else. `write_manifest` is its one writer; at real-data scales it
+writes a copy beside the committed records too (`reports/records/<ablation>/`).
+
+`results` arguments are a rundir.Store or a results folder: a run whose record is in the
+store's committed records counts as finished. Evaluation arms (`evaluate = {...}`) train
+nothing: they are left out of every run list, and the manifest lists them with their `of`
+arm's run directories (`evaluates`, `views`).
 
 `--only` names runs by `selector` (`arm/seed-hash`, `arm/lr-0.004/seed-hash`); `--plan`
 lists one command per pending run (`plan_commands`); `--dry-run` shows `dry_run_rows`.
@@ -105,7 +111,7 @@ def selection_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrid
         return []
     key = spec.selection.key
     return [Run(spec.name, arm, seeds[0], spec.config(arm, scale, seeds[0], v, overrides), "selection", key, v)
-            for arm in spec.arms for v in spec.grid(arm, scale)]
+            for arm in spec.training_arms for v in spec.grid(arm, scale)]
 
 
 def main_runs(
@@ -115,9 +121,10 @@ def main_runs(
     """arms x seeds. With selection, the first seed is the winning selection run, so only the
     other seeds are listed, and only for arms whose value is chosen."""
     if spec.selection is None:
-        return [Run(spec.name, arm, s, spec.config(arm, scale, s, None, overrides)) for arm in spec.arms for s in seeds]
+        return [Run(spec.name, arm, s, spec.config(arm, scale, s, None, overrides))
+                for arm in spec.training_arms for s in seeds]
     out = []
-    for arm in spec.arms:
+    for arm in spec.training_arms:
         v = (chosen or {}).get(arm)
         if v is None:
             continue
@@ -127,29 +134,31 @@ def main_runs(
 
 
 def total_runs(spec: AblationSpec, scale: str, seeds: Sequence[int]) -> int:
+    arms = spec.training_arms
     if spec.selection is None:
-        return len(spec.arms) * len(seeds)
-    return sum(len(spec.grid(a, scale)) for a in spec.arms) + len(spec.arms) * (len(seeds) - 1)
+        return len(arms) * len(seeds)
+    return sum(len(spec.grid(a, scale)) for a in arms) + len(arms) * (len(seeds) - 1)
 
 
 # ----------------------------------------------------------------------------- selection
 
 
-def choose(spec: AblationSpec, runs: Sequence[Run], results: Path) -> dict[str, float | None]:
+def choose(spec: AblationSpec, runs: Sequence[Run], results: rundir.Store | Path) -> dict[str, float | None]:
     """Per arm, the grid value whose run reached the target in the fewest epochs (ties: lower
     final training error, then grid order). None for an arm with an unfinished grid or one
     where every value diverged."""
+    store = rundir.as_store(results)
     chosen: dict[str, float | None] = {}
-    for arm in spec.arms:
+    for arm in spec.training_arms:
         best = None
         for i, r in enumerate(x for x in runs if x.arm == arm):
-            s = rundir.read_summary(results / r.rel)
+            s = rundir.read_summary(store.find(r.rel))
             if s is None or s.get("status") not in rundir.TERMINAL:
                 best = None
                 break
             if s["status"] == rundir.DIVERGED:
                 continue
-            ept, censored = records.run_values(results / r.rel, spec)["epochs_to_target"]
+            ept, censored = records.run_values(store.find(r.rel), spec)["epochs_to_target"]
             key = (math.inf if censored or ept is None or math.isnan(ept) else ept,
                    _or_inf(s.get("final_train_error")), i)
             if best is None or key < best[0]:
@@ -162,14 +171,16 @@ def _or_inf(x: Any) -> float:
     return math.inf if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def chosen_so_far(spec: AblationSpec, sel: Sequence[Run], results: Path) -> dict[str, float | None] | None:
+def chosen_so_far(spec: AblationSpec, sel: Sequence[Run], results: rundir.Store | Path
+                  ) -> dict[str, float | None] | None:
     """`choose` for a spec with selection runs; None for one without."""
     return choose(spec, sel, results) if sel else None
 
 
-def all_diverged(sel: Sequence[Run], arm: str, results: Path) -> bool:
+def all_diverged(sel: Sequence[Run], arm: str, results: rundir.Store | Path) -> bool:
     """Whether every selection run of `arm` is terminal (then, with nothing chosen, all diverged)."""
-    return all(rundir.status(results / r.rel) in rundir.TERMINAL for r in sel if r.arm == arm)
+    store = rundir.as_store(results)
+    return all(rundir.status(store.find(r.rel)) in rundir.TERMINAL for r in sel if r.arm == arm)
 
 
 # ----------------------------------------------------------------------------- the manifest
@@ -184,6 +195,10 @@ def manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Ma
     chosen = dict(chosen or {})
     winners = {(r.arm, r.grid_value) for r in sel if chosen.get(r.arm) == r.grid_value}
     runs = [r.record(main=(r.arm, r.grid_value) in winners) for r in sel] + [r.record(main=True) for r in main]
+    for arm, a in spec.arms.items():  # evaluation arms: the `of` arm's analysed runs, evaluated another way
+        if a.evaluate is not None:
+            runs += [{**e, "arm": arm, "evaluates": a.evaluate.of, "views": a.evaluate.views}
+                     for e in list(runs) if e["arm"] == a.evaluate.of and e["main"] and "evaluates" not in e]
     return {
         "ablation": spec.name, "scale": scale, "spec": spec.path,
         "spec_sha256": spec.sha256,
@@ -196,18 +211,23 @@ def manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Ma
 
 
 def write_manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
-                   results: Path, chosen: Mapping[str, float | None] | None) -> Path:
-    """Write the manifest (see `manifest`) into place atomically; return its path."""
-    path = rundir.manifest_path(results, spec.name, scale)
-    rundir.write_manifest(path, manifest(spec, scale, seeds, overrides, chosen))
+                   results: rundir.Store | Path, chosen: Mapping[str, float | None] | None) -> Path:
+    """Write the manifest (see `manifest`) into place atomically, and a copy beside the
+    committed records when the store has them; return its path under results."""
+    store = rundir.as_store(results)
+    m = manifest(spec, scale, seeds, overrides, chosen)
+    path = rundir.manifest_path(store.results, spec.name, scale)
+    rundir.write_manifest(path, m)
+    if store.records is not None:
+        rundir.write_manifest(rundir.manifest_path(store.records, spec.name, scale), m)
     return path
 
 
 def update_manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
-                    results: Path) -> Path:
+                    results: rundir.Store | Path) -> Path:
     """Rewrite the manifest from what is on disk now, under a lock, so that concurrent
     `--only` processes leave the most recent state (a later writer sees at least as much)."""
-    path = rundir.manifest_path(results, spec.name, scale)
+    path = rundir.manifest_path(rundir.as_store(results).results, spec.name, scale)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rundir.lock(path):
         chosen = chosen_so_far(spec, selection_runs(spec, scale, seeds, overrides), results)
@@ -230,8 +250,8 @@ def selector(run: Run, with_hash: bool = True) -> str:
     return "/".join(parts)
 
 
-def only_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any], results: Path,
-              selectors: Sequence[str]) -> list[Run]:
+def only_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
+              results: rundir.Store | Path, selectors: Sequence[str]) -> list[Run]:
     """The runs `--only` names, in the order given; a one-line ConfigError for any other."""
     sel = selection_runs(spec, scale, seeds, overrides)
     chosen = chosen_so_far(spec, sel, results)
@@ -256,7 +276,7 @@ def only_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: M
     return out
 
 
-def _not_a_run(spec: AblationSpec, scale: str, seeds: Sequence[int], results: Path, sel: Sequence[Run],
+def _not_a_run(spec: AblationSpec, scale: str, seeds: Sequence[int], results: rundir.Store | Path, sel: Sequence[Run],
                index: Mapping[str, Run], s: str, head: list[str], seed: int) -> ConfigError:
     """Why `--only s` names no run: a main seed waiting for its grid, a grid that diverged, or no such run."""
     arm = head[0]
@@ -279,20 +299,20 @@ def _not_a_run(spec: AblationSpec, scale: str, seeds: Sequence[int], results: Pa
 
 def waiting_arms(spec: AblationSpec, seeds: Sequence[int], chosen: Mapping[str, float | None] | None) -> list[str]:
     """Arms whose main seeds wait for a value to be chosen."""
-    return [a for a in spec.arms if chosen is not None and chosen.get(a) is None and len(seeds) > 1]
+    return [a for a in spec.training_arms if chosen is not None and chosen.get(a) is None and len(seeds) > 1]
 
 
 def plan_commands(spec: AblationSpec, request: AblationRequest, scale: str, seeds: Sequence[int],
-                  overrides: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+                  overrides: Mapping[str, Any], store: rundir.Store | None = None) -> tuple[list[str], list[str]]:
     """(commands, comments) for one ablation: a `repro ablate ... --only RUN` command per run
     that is neither done, diverged nor running; comments for what is left out and why.
     `request` gives the options the commands repeat (request.for_run)."""
-    results = Path(request.results_dir)
+    results = store or rundir.Store(Path(request.results_dir))
     sel = selection_runs(spec, scale, seeds, overrides)
     chosen = chosen_so_far(spec, sel, results)
     commands, comments, counts = [], [], {"done": 0, "diverged": 0, "running": 0}
     for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]:
-        st = state(results / r.rel)
+        st = results.state(r.rel)
         if st in ("pending", "partial"):
             commands.append(request.for_run(selector(r)).command())
         else:
@@ -308,7 +328,7 @@ def plan_commands(spec: AblationSpec, request: AblationRequest, scale: str, seed
 
 
 def _waiting_comments(spec: AblationSpec, seeds: Sequence[int], sel: Sequence[Run],
-                      chosen: Mapping[str, float | None], results: Path) -> list[str]:
+                      chosen: Mapping[str, float | None], results: rundir.Store | Path) -> list[str]:
     later = [a for a, v in chosen.items() if v is None and not all_diverged(sel, a, results)]
     gone = [a for a, v in chosen.items() if v is None and a not in later]
     others = f"seed {seeds[1]}" if len(seeds) == 2 else f"seeds {seeds[1]}-{seeds[-1]}"
@@ -323,15 +343,16 @@ def _waiting_comments(spec: AblationSpec, seeds: Sequence[int], sel: Sequence[Ru
 
 
 def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
-                 results: Path) -> list[dict[str, Any]]:
+                 results: rundir.Store | Path) -> list[dict[str, Any]]:
     """--dry-run: one row per run (and one per arm whose main seeds wait for selection)."""
+    results = rundir.as_store(results)
     sel = selection_runs(spec, scale, seeds, overrides)
     chosen = chosen_so_far(spec, sel, results)
     rows = []
     for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]:
         rows.append({"ablation": spec.name, "stage": r.stage, "arm": r.arm, "seed": r.seed,
                      "grid": "" if r.grid_value is None else f"{r.grid_key.split('.')[-1]}={r.grid_value:g}",
-                     "hash": r.hash, "state": state(results / r.rel), "dir": str(results / r.rel)})
+                     "hash": r.hash, "state": results.state(r.rel), "dir": str(results.find(r.rel))})
     for arm in waiting_arms(spec, seeds, chosen):
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
                      "hash": "?", "state": "pending", "dir": ""})

@@ -37,6 +37,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from repro import rundir
 from repro.ablation.execute import Outcome, Trainer, run_one
 from repro.ablation.plan import Run
 from repro.config import RunConfig, apply
@@ -119,7 +120,7 @@ def _error_text(e: BaseException) -> str:
     return one_line(e) or type(e).__name__
 
 
-def _work(slot: int, results: str, trainer, n_cuda: int, threads: int, tasks, events: Connection) -> None:
+def _work(slot: int, results: rundir.Store, trainer, n_cuda: int, threads: int, tasks, events: Connection) -> None:
     """A worker process: train the runs the parent sends until it sends None. Its events go
     to the parent on a pipe of its own, written synchronously: a worker that dies (even inside
     the trainer, by os._exit) leaves no half-written message and no lock held for the others."""
@@ -138,7 +139,7 @@ def _work(slot: int, results: str, trainer, n_cuda: int, threads: int, tasks, ev
             out = Outcome(run.ablation, "", 0)
             try:
                 run = placed(run, slot, n_cuda, threads)
-                ok = run_one(run, wait, Path(results), trainer, progress, out)
+                ok = run_one(run, wait, results, trainer, progress, out)
             except ReproError as e:
                 events.send(("error", slot, _error_text(e)))
                 continue
@@ -157,14 +158,14 @@ def _work(slot: int, results: str, trainer, n_cuda: int, threads: int, tasks, ev
 class Pool:
     """N worker processes (see the module docstring). A context manager; `execute` is one stage."""
 
-    def __init__(self, jobs: int, results: Path, trainer: Trainer):
+    def __init__(self, jobs: int, results: rundir.Store | Path, trainer: Trainer):
         if jobs < 1:
             raise ConfigError(f"--jobs {jobs}: must be at least 1")
         try:
             pickle.dumps(trainer)
         except Exception as e:  # noqa: BLE001
             raise TypeError(f"--jobs: the trainer must be a module-level function ({e})") from None
-        self.jobs, self.results, self.trainer = jobs, Path(results), trainer
+        self.jobs, self.results, self.trainer = jobs, rundir.as_store(results), trainer
         self.threads = max(1, cpu_count() // jobs)
         self.n_cuda = cuda_count()
         self._ctx = mp.get_context("spawn")
@@ -180,7 +181,7 @@ class Pool:
             tasks = self._ctx.Queue()
             events, send = self._ctx.Pipe(duplex=False)
             p = self._ctx.Process(target=_work, name=f"repro-ablate-worker-{slot}", daemon=True,
-                                  args=(slot, str(self.results), self.trainer, self.n_cuda, self.threads,
+                                  args=(slot, self.results, self.trainer, self.n_cuda, self.threads,
                                         tasks, send))
             p.start()
             send.close()  # the worker holds the only writing end: its death reads as end-of-file here

@@ -1,0 +1,122 @@
+"""repro.stats: paired and Welch intervals, log ratios, seed counts, the four verdicts."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats as sps
+
+from repro import stats
+from repro.stats import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, REPRODUCED
+
+finite = st.floats(-50, 50, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(finite, finite), min_size=2, max_size=12))
+def test_paired_interval_is_scipys_one_sample_t_on_the_differences(pairs):
+    a, b = np.array(pairs).T
+    iv = stats.paired(a, b)
+    d = a - b
+    assert iv.estimate == pytest.approx(d.mean(), abs=1e-9)
+    if np.ptp(d) > 1e-9:
+        lo, hi = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+        assert (iv.lo, iv.hi) == pytest.approx((lo, hi), rel=1e-6, abs=1e-9)
+        lo90, hi90 = sps.t.interval(0.90, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+        assert (iv.lo90, iv.hi90) == pytest.approx((lo90, hi90), rel=1e-6, abs=1e-9)
+
+
+def test_pairing_removes_the_shared_seed_effect():
+    """Runs that share a seed move together: the paired interval is far tighter than Welch's."""
+    seed_effect = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    a, b = 30 + seed_effect + 0.5 + np.array([0.01, -0.02, 0.0, 0.02, -0.01]), 30 + seed_effect
+    p, w = stats.paired(a, b), stats.welch(a, b)
+    assert p.lo > 0.4 and p.hi < 0.6
+    assert w.lo < 0 < w.hi
+    assert p.estimate == pytest.approx(w.estimate)
+
+
+def test_welch_matches_scipy():
+    a, b = [1.0, 2.0, 4.0, 3.5], [0.5, 0.7, 1.9]
+    iv = stats.welch(a, b)
+    r = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (iv.lo, iv.hi) == pytest.approx((r.low, r.high), rel=1e-9)
+
+
+def test_fewer_than_two_values_give_no_interval():
+    assert not stats.paired([1.0], [2.0]).defined
+    assert not stats.welch([1.0, 2.0], [2.0]).defined
+    assert stats.paired([], []).n == 0
+    with pytest.raises(ValueError):
+        stats.paired([1.0, 2.0], [1.0])
+
+
+def test_ratio_on_logs_is_a_geometric_mean_ratio():
+    a, b = [12.0, 18.0, 24.0], [2.0, 3.0, 4.0]
+    iv = stats.compare("paired", a, b, log=True)
+    assert iv.estimate == pytest.approx(6.0)
+    assert (iv.lo, iv.hi) == pytest.approx((6.0, 6.0))  # constant ratio: (almost) no spread on logs
+    iv = stats.compare("welch", [10.0, 14.0, 20.0], [2.0, 3.0, 3.5], log=True)
+    assert iv.lo < iv.estimate < iv.hi
+    assert math.log(iv.estimate) == pytest.approx(np.mean(np.log([10, 14, 20])) - np.mean(np.log([2, 3, 3.5])))
+    with pytest.raises(ValueError):
+        stats.compare("paired", [0.0, 1.0], [1.0, 1.0], log=True)
+    with pytest.raises(ValueError):
+        stats.compare("bayes", [1.0], [1.0])
+
+
+def test_seeds_needed_follows_the_protocol_table():
+    # protocol §4: s = 0.5 pp, D = 1.0 pp, Welch -> ~6 per arm; s = 0.3, D = 0.4 -> ~10
+    assert stats.seeds_needed(0.5, 1.0, "welch") in (5, 6, 7)
+    assert stats.seeds_needed(0.3, 0.4, "welch") in (10, 11, 12)
+    assert stats.seeds_needed(1.7, 0.4, "welch") > 250
+    # pairing with sd of differences s_d needs about half of Welch's n at s = s_d
+    assert stats.seeds_needed(0.5, 0.5, "paired") < stats.seeds_needed(0.5, 0.5, "welch")
+    assert stats.seeds_needed(float("nan"), 1.0, "paired") is None
+    assert stats.seeds_needed(0.5, 0.0, "paired") is None
+
+
+def iv(lo, hi, lo90=None, hi90=None):
+    lo90 = lo if lo90 is None else lo90
+    hi90 = hi if hi90 is None else hi90
+    return stats.Interval("paired", (lo + hi) / 2, lo, hi, lo90, hi90, 1.0, 5)
+
+
+SIZE = (-2.4, -0.4)  # "-1.4 pp +- 1.0"
+SIGN = (-math.inf, 0.0)  # "lower" (a sign-only reference, e.g. ImageNet's size at CIFAR scale)
+
+
+@pytest.mark.parametrize("lo,hi,band,expect", [
+    (-2.5, -0.5, SIZE, REPRODUCED),     # the paper's side, overlaps its band
+    (0.5, 2.0, SIZE, CONTRADICTED),     # excludes zero on the other side
+    (-9.0, -6.0, SIZE, CONTRADICTED),   # wholly outside the band
+    (-0.2, 0.2, SIZE, CONTRADICTED),    # a tight null contradicts a stated size
+    (-0.2, 0.2, SIGN, NO_EFFECT),       # inside +- 0.3 against a sign-only claim
+    (-1.0, 0.2, SIGN, INCONCLUSIVE),    # includes zero, reaches past the margin
+    (-9.0, -6.0, SIGN, REPRODUCED),
+])
+def test_four_verdicts(lo, hi, band, expect):
+    v, reason = stats.verdict(iv(lo, hi), 0.0, -1, band, (-0.3, 0.3))
+    assert v == expect, reason
+
+
+def test_no_effect_needs_a_declared_margin_and_uses_the_90_interval():
+    assert stats.verdict(iv(-0.2, 0.2), 0.0, -1, SIGN, None)[0] == INCONCLUSIVE
+    # 95% pokes past the margin, 90% inside: equivalence at 5% (TOST)
+    assert stats.verdict(iv(-0.35, 0.35, -0.25, 0.25), 0.0, -1, SIGN, (-0.3, 0.3))[0] == NO_EFFECT
+    assert stats.verdict(iv(-0.35, 0.35, -0.31, 0.25), 0.0, -1, SIGN, (-0.3, 0.3))[0] == INCONCLUSIVE
+
+
+def test_ratio_verdicts_with_a_log_symmetric_band():
+    band = (3.0, 12.0)  # 6x within a factor of 2
+    assert stats.verdict(iv(4.0, 9.0), 1.0, 1, band, (1 / 1.1, 1.1))[0] == REPRODUCED
+    assert stats.verdict(iv(1.3, 1.6), 1.0, 1, band, (1 / 1.1, 1.1))[0] == CONTRADICTED
+    assert stats.verdict(iv(0.97, 1.04), 1.0, 1, band, (1 / 1.1, 1.1))[0] == CONTRADICTED  # also outside the band
+    assert stats.verdict(iv(1.5, float("inf")), 1.0, 1, band, None)[0] == REPRODUCED  # censored: a lower bound
+
+
+def test_undefined_interval_is_inconclusive():
+    v, reason = stats.verdict(stats.paired([1.0], [0.0]), 0.0, -1, (-2, 0), (-0.3, 0.3))
+    assert v == INCONCLUSIVE and "2 finished runs" in reason
