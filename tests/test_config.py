@@ -168,7 +168,7 @@ def test_choices_match_the_modules_that_use_them():
 
     assert CHOICES["model.lrn_convention"] == layers.LRN_CONVENTIONS
     assert CHOICES["model.activation"] == ("relu", "tanh")
-    assert CHOICES["model.norm"] == ("lrn", "none", "batchnorm")
+    assert CHOICES["model.norm"] == ("lrn", "lrn-gain", "none", "batchnorm")
     assert CHOICES["model.pooling"] == ("overlapping", "non-overlapping")
 
 

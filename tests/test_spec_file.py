@@ -346,7 +346,7 @@ def test_adapting_without_a_holdout_is_refused_at_expansion(change, why):
     for k, v in change.items():
         d = _set(d, k, v)
     for s in spec_file.SCALES:
-        d = _set(d, f"scales/{s}/set", {"epochs": 2, "optim.schedule": "step"})
+        d = _set(d, f"scales/{s}/set", {"epochs": 2, "optim.schedule": "step", "data.holdout": 0})
     spec = spec_file.loads(dumps(d), "ablations/adapt.toml")  # parses: checked per scale, when expanded
     with pytest.raises(ConfigError) as e:
         spec.check_scale("cifar")
