@@ -225,6 +225,7 @@ class Claim:
 class Selection:
     key: str  # canonical config key, e.g. "optim.lr"
     by: str = "epochs_to_target"
+    seed: int | None = None  # the seed the grid trains on (not analysed); None: the first analysed seed
 
     @property
     def short(self) -> str:
@@ -459,7 +460,7 @@ CLAIM_KEYS = ("arm", "against", "metric", "test", "unit", "kind", "paper", "dire
               "section", "quote", "source", "note", "scales")
 SCALE_KEYS = ("model", "seeds", "set", "arms", "notes")
 SCALE_ARM_KEYS = ("set", "grid")
-SELECTION_KEYS = ("key", "by")
+SELECTION_KEYS = ("key", "by", "seed")
 
 
 def parse(data: Mapping[str, Any], path: str = "<spec>", name: str = "spec") -> AblationSpec:
@@ -500,7 +501,10 @@ def _parse_selection(top: _Table, path: str) -> Selection | None:
         key = rc.canonical_key(key)
     except ConfigError as e:
         raise t.error("key", str(e)) from None
-    selection = Selection(key=key, by=t.text("by", "epochs_to_target"))
+    seed = t.data.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise t.error("seed", f"{seed!r} is not valid; a seed is a whole number >= 0")
+    selection = Selection(key=key, by=t.text("by", "epochs_to_target"), seed=seed)
     if selection.by not in SELECT_BY:
         raise t.error("by", f"{selection.by!r} is not valid; choose {', '.join(SELECT_BY)}")
     return selection

@@ -6,9 +6,11 @@
 
 Selection (Figure 1's "learning rate chosen independently ... to make training as fast as
 possible"): for a spec with a [selection] table, each arm first trains every value of its
-grid on the first seed; the value reaching the target in the fewest epochs (ties: the
-lower final training error, then the earlier grid entry) is kept (`choose`), and the other
-seeds run with it. The winning selection run is that arm's first-seed run.
+grid on the selection seed; the value reaching the target in the fewest epochs (ties: the
+lower final training error, then the earlier grid entry) is kept (`choose`), and the
+analysed seeds run with it. The selection seed is the [selection] table's `seed`, one that
+is not analysed (protocol §3), or else the first analysed seed, whose winning selection
+run is then that seed's run.
 
 `<results>/<ablation>/manifest-<scale>.json` records which run directories make up the
 ablation at that scale (and what was chosen); `repro report` reads it and the run
@@ -105,21 +107,38 @@ def run_overrides(
     return out
 
 
+def selection_seed(spec: AblationSpec, seeds: Sequence[int]) -> int:
+    """The seed the selection grid trains on: the [selection] table's own `seed` (a seed that
+    is not analysed, protocol §3), else the first analysed seed (whose winner is then kept)."""
+    own = spec.selection.seed
+    if own is None:
+        return seeds[0]
+    if own in seeds:
+        raise ConfigError(f"{spec.path}: [selection] seed = {own} is also an analysed seed "
+                          f"({seeds[0]}..{seeds[-1]}); choose one outside them")
+    return own
+
+
 def selection_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any]) -> list[Run]:
-    """Every grid value of every arm, on the first seed (none without a [selection] table)."""
+    """Every grid value of every arm, on the selection seed (none without a [selection] table)."""
     if spec.selection is None:
         return []
-    key = spec.selection.key
-    return [Run(spec.name, arm, seeds[0], spec.config(arm, scale, seeds[0], v, overrides), "selection", key, v)
+    key, seed = spec.selection.key, selection_seed(spec, seeds)
+    return [Run(spec.name, arm, seed, spec.config(arm, scale, seed, v, overrides), "selection", key, v)
             for arm in spec.training_arms for v in spec.grid(arm, scale)]
+
+
+def _main_seeds(spec: AblationSpec, seeds: Sequence[int]) -> Sequence[int]:
+    """With selection on the first analysed seed, its winner is that seed's main run."""
+    return seeds[1:] if spec.selection is not None and spec.selection.seed is None else seeds
 
 
 def main_runs(
     spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
     chosen: Mapping[str, float | None] | None = None,
 ) -> list[Run]:
-    """arms x seeds. With selection, the first seed is the winning selection run, so only the
-    other seeds are listed, and only for arms whose value is chosen."""
+    """arms x seeds. With selection, only arms whose value is chosen, and without the first
+    seed when the selection ran on it (its winning selection run is that seed's run)."""
     if spec.selection is None:
         return [Run(spec.name, arm, s, spec.config(arm, scale, s, None, overrides))
                 for arm in spec.training_arms for s in seeds]
@@ -129,7 +148,7 @@ def main_runs(
         if v is None:
             continue
         out += [Run(spec.name, arm, s, spec.config(arm, scale, s, v, overrides), "main", spec.selection.key, v)
-                for s in seeds[1:]]
+                for s in _main_seeds(spec, seeds)]
     return out
 
 
@@ -137,7 +156,7 @@ def total_runs(spec: AblationSpec, scale: str, seeds: Sequence[int]) -> int:
     arms = spec.training_arms
     if spec.selection is None:
         return len(arms) * len(seeds)
-    return sum(len(spec.grid(a, scale)) for a in arms) + len(arms) * (len(seeds) - 1)
+    return sum(len(spec.grid(a, scale)) for a in arms) + len(arms) * len(_main_seeds(spec, seeds))
 
 
 # ----------------------------------------------------------------------------- selection
@@ -193,7 +212,8 @@ def manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Ma
     sel = selection_runs(spec, scale, seeds, overrides)
     main = main_runs(spec, scale, seeds, overrides, chosen)
     chosen = dict(chosen or {})
-    winners = {(r.arm, r.grid_value) for r in sel if chosen.get(r.arm) == r.grid_value}
+    kept = spec.selection is not None and spec.selection.seed is None  # a winner is an analysed run
+    winners = {(r.arm, r.grid_value) for r in sel if kept and chosen.get(r.arm) == r.grid_value}
     runs = [r.record(main=(r.arm, r.grid_value) in winners) for r in sel] + [r.record(main=True) for r in main]
     for arm, a in spec.arms.items():  # evaluation arms: the `of` arm's analysed runs, evaluated another way
         if a.evaluate is not None:
@@ -281,14 +301,14 @@ def _not_a_run(spec: AblationSpec, scale: str, seeds: Sequence[int], results: ru
     """Why `--only s` names no run: a main seed waiting for its grid, a grid that diverged, or no such run."""
     arm = head[0]
     if spec.selection is not None and len(head) == 1 and arm in spec.arms and seed in seeds:
-        if seed == seeds[0]:
+        if seed == seeds[0] and spec.selection.seed is None:
             return ConfigError(f"--only {s}: seed {seed} of {arm} is its selection grid; name one value, "
                                f"e.g. {selector(next(r for r in sel if r.arm == arm), False)}")
         if all_diverged(sel, arm, results):
             return ConfigError(f"--only {s}: every {spec.selection.key} in {arm}'s grid diverged; "
                                "its other seeds are not run")
         return ConfigError(f"--only {s}: {arm}'s {spec.selection.key} is chosen by its selection runs on "
-                           f"seed {seeds[0]}, which are not all done; run them first (rerun --plan)")
+                           f"seed {selection_seed(spec, seeds)}, which are not all done; run them first (rerun --plan)")
     where = f"{spec.name} at scale {scale} with seeds {seeds[0]}..{seeds[-1]}"
     examples = ", ".join(list(index)[:4])
     return ConfigError(f"--only {s}: no such run in {where}; e.g. {examples}")
@@ -319,7 +339,7 @@ def plan_commands(spec: AblationSpec, request: AblationRequest, scale: str, seed
             counts[st] += 1
             if st == "running":
                 comments.append(f"# {r.label}: running in another process now (not listed)")
-    if chosen is not None and len(seeds) > 1:
+    if chosen is not None and _main_seeds(spec, seeds):
         comments += _waiting_comments(spec, seeds, sel, chosen, results)
     total = total_runs(spec, scale, seeds)
     comments.append(f"# {spec.name} at scale {scale}: {len(commands)} to run, {counts['running']} running elsewhere, "
@@ -331,7 +351,8 @@ def _waiting_comments(spec: AblationSpec, seeds: Sequence[int], sel: Sequence[Ru
                       chosen: Mapping[str, float | None], results: rundir.Store | Path) -> list[str]:
     later = [a for a, v in chosen.items() if v is None and not all_diverged(sel, a, results)]
     gone = [a for a, v in chosen.items() if v is None and a not in later]
-    others = f"seed {seeds[1]}" if len(seeds) == 2 else f"seeds {seeds[1]}-{seeds[-1]}"
+    main = _main_seeds(spec, seeds)
+    others = f"seed {main[0]}" if len(main) == 1 else f"seeds {main[0]}-{main[-1]}"
     out = []
     if later:
         out.append(f"# {spec.name} ({', '.join(later)}): the main-seed commands ({others}) appear after "
