@@ -203,14 +203,37 @@ def _ablate_only(spec: AblationSpec, request: AblationRequest, seeds: list[int],
 def _print_rows(console: Console, rows: list[dict[str, Any]], title: str) -> None:
     """--dry-run: a table of the runs and their state."""
     table = Table(title=title)
-    for col in ("ablation", "stage", "arm", "seed", "grid", "hash", "state", "dir"):
+    for col in ("ablation", "stage", "arm", "seed", "grid", "hash", "state", "left", "dir"):
         table.add_column(col)
     colours = {"done": "green", "diverged": "red", "running": "yellow", "partial": "yellow"}
     for row in rows:
         st = row["state"]
         table.add_row(*(str(row[c]) for c in ("ablation", "stage", "arm", "seed", "grid", "hash")),
-                      f"[{colours.get(st, 'white')}]{st}[/]", row["dir"])
+                      f"[{colours.get(st, 'white')}]{st}[/]", _duration(row["estimate_s"]), row["dir"])
     console.print(table)
+    console.print(_estimate_line(rows), highlight=False, soft_wrap=True)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def _estimate_line(rows: list[dict[str, Any]]) -> str:
+    """The time left, summed, and what it was measured from (or why there is no estimate)."""
+    left = [r for r in rows if r["state"] not in ("done", "diverged")]
+    if not left:
+        return "nothing left to train"
+    known = [r["estimate_s"] for r in left if r["estimate_s"] is not None]
+    speeds = sorted({(r["model"], r["speed"]) for r in left if r["speed"] is not None})
+    basis = "; ".join(f"{m}: {s:.0f} s/epoch, median of {n} finished run(s)" for m, (s, n) in speeds)
+    unknown = len(left) - len(known)
+    text = (f"estimated time left: at most {_duration(sum(known))} of one process for {len(known)} run(s)"
+            f" ({basis}; runs that stop at a target take less)" if known else "estimated time left: unknown")
+    if unknown:
+        text += f"; {unknown} run(s) without a measured speed (no finished run of their model yet)"
+    return text
 
 
 def _plan(specs: Sequence[AblationSpec], request: AblationRequest, stream: TextIO) -> list[Outcome]:

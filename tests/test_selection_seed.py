@@ -9,7 +9,10 @@ from repro.errors import ConfigError
 
 def _activation(seed_line: str) -> spec_file.AblationSpec:
     text = spec_file.resolve("activation").read_text()
-    text = text.replace('[selection]\nkey = "optim.lr"', f'[selection]\n{seed_line}\nkey = "optim.lr"')
+    start = text.index("[selection]\n") + len("[selection]\n")
+    end = text.index("key = ", start)
+    assert text[start:end].startswith("seed = ")  # the shipped spec's own selection seed, replaced here
+    text = text[:start] + f"{seed_line}\n" + text[end:]
     return spec_file.loads(text, "ablations/activation.toml", "activation")
 
 

@@ -365,16 +365,56 @@ def _waiting_comments(spec: AblationSpec, seeds: Sequence[int], sel: Sequence[Ru
 
 def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
                  results: rundir.Store | Path) -> list[dict[str, Any]]:
-    """--dry-run: one row per run (and one per arm whose main seeds wait for selection)."""
+    """--dry-run: one row per run (and one per arm whose main seeds wait for selection), each
+    with `estimate_s`: the seconds left to train it at the measured speed (`measured_speed`),
+    an upper bound for a run that may stop early at a target; None where nothing is measured."""
     results = rundir.as_store(results)
     sel = selection_runs(spec, scale, seeds, overrides)
     chosen = chosen_so_far(spec, sel, results)
+    speeds: dict[str, tuple[float, int] | None] = {}
     rows = []
     for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]:
+        st = results.state(r.rel)
+        model = r.cfg.model.name
+        if model not in speeds:
+            speeds[model] = measured_speed(results, model)
         rows.append({"ablation": spec.name, "stage": r.stage, "arm": r.arm, "seed": r.seed,
                      "grid": "" if r.grid_value is None else f"{r.grid_key.split('.')[-1]}={r.grid_value:g}",
-                     "hash": r.hash, "state": results.state(r.rel), "dir": str(results.find(r.rel))})
+                     "hash": r.hash, "state": st, "dir": str(results.find(r.rel)),
+                     "estimate_s": _seconds_left(r, st, results, speeds[model]), "model": model,
+                     "speed": speeds[model]})
     for arm in waiting_arms(spec, seeds, chosen):
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
-                     "hash": "?", "state": "pending", "dir": ""})
+                     "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None})
     return rows
+
+
+def measured_speed(results: rundir.Store | Path, model: str) -> tuple[float, int] | None:
+    """(median seconds per epoch, number of runs) over the finished runs of `model` in the
+    store's roots, training and evaluation included; None if there is none yet."""
+    per_epoch = []
+    for root in rundir.as_store(results).roots:
+        for summary in sorted(Path(root).glob("**/summary.json")):
+            s = rundir.read_json(summary)
+            cfg = rundir.run_config(summary.parent)
+            if not s or s.get("status") not in rundir.DONE or cfg is None or cfg.model.name != model:
+                continue
+            epochs, wall = records.number(s.get("epochs_run")), records.number(s.get("wall_seconds"))
+            if epochs > 0 and wall > 0:
+                per_epoch.append(wall / epochs)
+    if not per_epoch:
+        return None
+    per_epoch.sort()
+    mid = len(per_epoch) // 2
+    median = per_epoch[mid] if len(per_epoch) % 2 else (per_epoch[mid - 1] + per_epoch[mid]) / 2
+    return median, len(per_epoch)
+
+
+def _seconds_left(run: Run, state: str, results: rundir.Store, speed: tuple[float, int] | None) -> float | None:
+    if state in ("done", "diverged"):
+        return 0.0
+    if speed is None:
+        return None
+    done = rundir.read_metrics(results.find(run.rel))
+    trained = records.number(done[-1].get("epoch")) if done else 0.0
+    return max(0.0, run.cfg.epochs - (0.0 if math.isnan(trained) else trained)) * speed[0]

@@ -1,0 +1,42 @@
+"""`repro ablate NAME --dry-run`: time left per run, from the measured speed of finished runs."""
+
+from pathlib import Path
+
+from repro import rundir, spec_file
+from repro.ablate import _estimate_line
+from repro.ablation import plan
+from repro.models import make_config
+
+
+def _finished(root: Path, model: str, epochs: float, wall: float, name: str) -> None:
+    d = root / "other" / "arm" / name
+    d.mkdir(parents=True)
+    rundir.write_config(d, make_config(model, {"data.holdout": 64}))
+    rundir.write_summary(d, {"status": rundir.FINISHED, "epochs_run": epochs, "wall_seconds": wall})
+
+
+def test_estimates_come_from_the_median_speed_of_finished_runs_of_the_same_model(tmp_path):
+    spec = spec_file.load("lrn")
+    results = tmp_path / "results"
+    for i, (e, w) in enumerate([(10.0, 400.0), (10.0, 300.0), (20.0, 1000.0)]):  # 40, 30, 50 s/epoch
+        _finished(results, "alexnet-cifar", e, w, f"{i}-abc")
+    _finished(results, "cifar-80sec", 10.0, 10.0, "9-def")  # another model's speed is not used
+    assert plan.measured_speed(results, "alexnet-cifar") == (40.0, 3)
+    seeds = [0, 1]
+    runs = plan.main_runs(spec, "cifar", seeds, {})
+    partial = results / runs[1].rel  # half trained: 10 of its 30 epochs
+    partial.mkdir(parents=True)
+    rundir.write_metrics(partial, [{"epoch": 0.0}, {"epoch": 10.0}])
+    rows = plan.dry_run_rows(spec, "cifar", seeds, {}, results)
+    by_dir = {Path(r["dir"]).name: r for r in rows}
+    assert by_dir[runs[0].rel.name]["estimate_s"] == 30 * 40.0
+    assert by_dir[runs[1].rel.name]["estimate_s"] == 20 * 40.0
+    line = _estimate_line(rows)
+    total = (len(rows) - 1) * 30 * 40 + 20 * 40
+    assert f"at most {total / 3600:.1f} h" in line and "40 s/epoch, median of 3" in line
+
+
+def test_no_finished_run_means_no_estimate(tmp_path):
+    rows = plan.dry_run_rows(spec_file.load("lrn"), "cifar", [0], {}, tmp_path / "results")
+    assert all(r["estimate_s"] is None for r in rows)
+    assert "unknown" in _estimate_line(rows)
