@@ -51,19 +51,20 @@ def test_expansion_is_arms_by_seeds_with_stable_hashes():
     spec = spec_file.load("lrn")
     ov = plan.run_overrides(spec, None, None, None, None)
     runs = plan.main_runs(spec, "smoke", [0, 1, 2], ov)
-    assert [(r.arm, r.seed) for r in runs] == [(a, s) for a in ("lrn", "none") for s in (0, 1, 2)]
+    assert [(r.arm, r.seed) for r in runs] == [(a, s) for a in ("lrn", "none", "lrn-gain") for s in (0, 1, 2)]
     assert [r.hash for r in runs] == [r.hash for r in plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1, 2], ov)]
-    assert len({r.hash for r in runs}) == 6  # seed- and arm-sensitive
+    assert len({r.hash for r in runs}) == 9  # seed- and arm-sensitive
     r = runs[0]
     assert r.rel == Path("lrn", "lrn", f"0-{r.hash}") and r.cfg.seed == 0 and r.cfg.model.norm == "lrn"
     assert runs[3].cfg.model.norm == "none" and runs[3].cfg.data.dataset == "synthetic"
+    assert runs[6].cfg.model.norm == "lrn-gain" and runs[6].rel == Path("lrn", "lrn-gain", f"0-{runs[6].hash}")
     # where and how fast a run executes is not part of its identity; its budget is
     moved = plan.main_runs(spec, "smoke", [0], plan.run_overrides(spec, None, "/data", "cuda:1", None))
     assert moved[0].hash == r.hash and moved[0].cfg.runtime.device == "cuda:1"
     assert moved[0].cfg.data.data_dir == "/data"
     longer = plan.main_runs(spec, "smoke", [0], plan.run_overrides(spec, 5, None, None, {"lr": "0.01"}))
     assert longer[0].hash != r.hash and longer[0].cfg.epochs == 5 and longer[0].cfg.optim.lr == 0.01
-    assert plan.total_runs(spec, "smoke", [0, 1, 2]) == 6
+    assert plan.total_runs(spec, "smoke", [0, 1, 2]) == 9
 
 
 def test_selection_expansion():
@@ -112,22 +113,24 @@ def test_run_then_rerun_trains_nothing(tmp_path):
         calls.append(cfg.hash())
         return fake_trainer.run(cfg, out, **kw)
 
+    spec = spec_file.load("lrn")
+    n = len(spec.arms) * spec.scales["smoke"].seeds  # 3 arms x 2 seeds
     console = _quiet_console()
     [out] = _ablate("lrn", tmp_path, trainer=trainer, quiet=False, console=console)
-    assert (out.total, out.trained, out.skipped) == (4, 4, 0) and len(set(calls)) == 4
+    assert (out.total, out.trained, out.skipped) == (n, n, 0) and len(set(calls)) == n
     shown = console.file.getvalue()
-    assert "lrn/lrn seed 0: finished" in shown and "runs 4/4" in shown
+    assert "lrn/lrn seed 0: finished" in shown and f"runs {n}/{n}" in shown
     assert out.report == tmp_path / "results" / "smoke-reports" / "lrn.md" and out.report.exists()
     assert not (tmp_path / "reports").exists()  # smoke never writes into reports/ (no records, no scorecard)
     manifest = json.loads((tmp_path / "results" / "lrn" / "manifest-smoke.json").read_text())
-    assert len(manifest["runs"]) == 4 and all(r["main"] for r in manifest["runs"])
+    assert len(manifest["runs"]) == n and all(r["main"] for r in manifest["runs"])
     for r in manifest["runs"]:
         d = tmp_path / "results" / r["dir"]
         assert json.loads((d / "summary.json").read_text())["status"] == "finished"
         assert d.name == f"{r['seed']}-{r['hash']}"
     calls.clear()
     [again] = _ablate("lrn", tmp_path, trainer=trainer)
-    assert calls == [] and (again.trained, again.skipped) == (0, 4)
+    assert calls == [] and (again.trained, again.skipped) == (0, n)
 
 
 def test_partial_run_resumes(tmp_path):
@@ -145,7 +148,8 @@ def test_partial_run_resumes(tmp_path):
     assert plan.state(d) == "partial"  # and not "running": the lock went with the interrupted run
     [out] = _ablate("lrn", tmp_path, seeds=1)
     rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-    assert [x["epoch"] for x in rows] == [0, 1, 2, 3] and out.trained == 2
+    # the interrupted run resumed, and one seed of each other arm trained from scratch
+    assert [x["epoch"] for x in rows] == [0, 1, 2, 3] and out.trained == len(spec.arms)
 
 
 def _runner(name: str, tmp: str, epochs: int, env: dict) -> None:
@@ -177,16 +181,16 @@ def test_kill_and_rerun_loses_nothing_and_repeats_nothing(tmp_path, monkeypatch)
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join()
-    before = _log(log)
-    assert 6 <= len(before) < 16
     runs = plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {"epochs": 4})
+    before = _log(log)
+    assert 6 <= len(before) < 4 * len(runs)
     states = Counter(plan.state(tmp_path / "results" / r.rel) for r in runs)
     assert states["done"] >= 1 and states["partial"] == 1
     monkeypatch.setenv("FAKE_TRAIN_LOG", str(log))
     [out] = _ablate("lrn", tmp_path, epochs=4)
     epochs = Counter((h, e) for _, h, e in _log(log))
-    assert len(epochs) == 16 and set(epochs.values()) == {1}  # 4 runs x 4 epochs, each trained once
-    assert out.skipped == states["done"] and out.trained == 4 - states["done"]
+    assert len(epochs) == 4 * len(runs) and set(epochs.values()) == {1}  # 6 runs x 4 epochs, each trained once
+    assert out.skipped == states["done"] and out.trained == len(runs) - states["done"]
     for r in runs:
         d = tmp_path / "results" / r.rel
         assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2, 3, 4]
@@ -199,15 +203,16 @@ def test_two_concurrent_runners_never_train_a_run_twice(tmp_path):
     for p in procs:
         p.join(timeout=120)
         assert p.exitcode == 0
+    runs = plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {"epochs": 3})
     entries = _log(log)
     hashes = {h for _, h, _ in entries}
-    assert len(hashes) == 4
+    assert hashes == {r.hash for r in runs} and len(hashes) == 6  # 3 arms x 2 seeds
     assert Counter((h, e) for _, h, e in entries) == {(h, e): 1 for h in hashes for e in (1, 2, 3)}
     trainers = defaultdict(set)
     for pid, h, _ in entries:
         trainers[h].add(pid)
     assert all(len(p) == 1 for p in trainers.values())  # no run was trained by both
-    for r in plan.main_runs(spec_file.load("lrn"), "smoke", [0, 1], {"epochs": 3}):
+    for r in runs:
         d = tmp_path / "results" / r.rel
         assert json.loads((d / "summary.json").read_text())["status"] == "finished"
         assert len((d / "metrics.jsonl").read_text().splitlines()) == 4  # epoch 0 and 3 evaluations
@@ -219,7 +224,8 @@ def test_locked_run_is_deferred_then_waited_for(tmp_path):
     """A run locked by someone else is skipped at first and waited for at the end; if it is
     still unfinished when the lock is released, this process trains it."""
     spec = spec_file.load("lrn")
-    first = plan.main_runs(spec, "smoke", [0, 1], {})[0]
+    runs = plan.main_runs(spec, "smoke", [0, 1], {})
+    first = runs[0]
     d = tmp_path / "results" / first.rel
     d.parent.mkdir(parents=True)
     order = []
@@ -234,7 +240,7 @@ def test_locked_run_is_deferred_then_waited_for(tmp_path):
     holder.acquire()
     assert plan.state(d) == "running"
     [out] = _ablate("lrn", tmp_path, trainer=trainer)
-    assert order[-1] == first.hash and len(order) == 4 and out.trained == 4
+    assert order[-1] == first.hash and len(order) == len(runs) and out.trained == len(runs)
     assert plan.state(d) == "done"
 
 

@@ -32,7 +32,7 @@ def test_readme_smoke_ablation_writes_a_report_and_reruns_cached(tmp_path):
     report = tmp_path / "results" / "smoke-reports" / "lrn.md"  # smoke never writes into reports/
     text = report.read_text(encoding="utf-8")
     assert text.splitlines()[0].startswith("> **Smoke scale")  # not comparable to the paper, said first
-    for needle in ("synthetic", "torch", "git", "| lrn ", "| none "):  # provenance and both arms
+    for needle in ("synthetic", "torch", "git", "| lrn ", "| none ", "| lrn-gain "):  # provenance and every arm
         assert needle in text, needle
     assert any(v in text for v in ("reproduced", "inconclusive", "contradicted", "no effect"))  # a verdict
     assert "lower (sign only)" in text  # the paper's direction stands beside ours
@@ -40,7 +40,7 @@ def test_readme_smoke_ablation_writes_a_report_and_reruns_cached(tmp_path):
         assert (report.parent / extra).exists(), extra
     assert not (tmp_path / "reports").exists()
     runs = list((tmp_path / "results" / "lrn").glob("*/*-*/summary.json"))
-    assert len(runs) == 4  # 2 arms x 2 seeds
+    assert len(runs) == 6  # 3 arms x 2 seeds
 
     again = repro("ablate", "lrn", "--scale", "smoke", "--quiet", *SMALL, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]

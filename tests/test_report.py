@@ -238,13 +238,14 @@ def test_measure_units_and_censoring():
 
 LRN_ON = [0.100, 0.110, 0.120]  # test errors per seed
 LRN_OFF = [0.130, 0.135, 0.150]
+LRN_GAIN = [0.125, 0.130, 0.145]  # the constant-gain control (alpha = 0)
 
 
 def _lrn_fixture(tmp_path: Path, **kw) -> tuple[Path, Path]:
     spec = spec_file.load("lrn")
     results, reports = tmp_path / "results", tmp_path / "reports"
     entries = []
-    for arm, finals in (("lrn", LRN_ON), ("none", LRN_OFF)):
+    for arm, finals in (("lrn", LRN_ON), ("none", LRN_OFF), ("lrn-gain", LRN_GAIN)):
         for seed, v in enumerate(finals):
             curve = [(0.6, 0.6), (0.4, 0.3), (v - 0.05, v)]
             entries.append(make_run(results, spec, "cifar", arm, seed, curve, test_error=v, wall_seconds=600.0,
@@ -252,6 +253,7 @@ def _lrn_fixture(tmp_path: Path, **kw) -> tuple[Path, Path]:
     # an unfinished seed of each kind: listed, not used
     entries.append(make_run(results, spec, "cifar", "lrn", 3, [(0.6, 0.6)], status="partial"))
     entries.append(make_run(results, spec, "cifar", "none", 3, [], status="pending"))
+    entries.append(make_run(results, spec, "cifar", "lrn-gain", 3, [], status="pending"))
     make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2, 3])
     return results, reports
 
@@ -264,27 +266,32 @@ def test_report_from_run_dirs(tmp_path):
     assert first.startswith("# Local response normalization") and "cifar scale" in first  # no smoke banner
     # provenance
     for s in ("cifar10 (sha256 abcdef012345…", "2.14.1+cpu", "0123456789", "cpu (Test CPU)", "0, 1, 2, 3",
-              "60.0 min of training", "6 finished, 1 partial, 1 pending", "| epochs (cap)     | 30",
-              "train 45,000, holdout 5,000, test 10,000, training-error slice 5,000", "c0de0000f00d (6 runs)",
+              "90.0 min of training", "9 finished, 2 pending, 1 partial", "| epochs (cap)     | 30",
+              "train 45,000, holdout 5,000, test 10,000, training-error slice 5,000", "c0de0000f00d (9 runs)",
               "fp32, channels_last True", "linearly interpolated", "newest finished 2026-01-01T01:00:00+00:00"):
         assert s in text, s
     assert "Warning" not in text
-    # the claim row: a paired interval on the per-seed differences, Welch beside it
-    p = stats.paired([100 * x for x in LRN_ON], [100 * x for x in LRN_OFF])
-    assert f"{p.estimate:+.2f} pp [{p.lo:+.2f}, {p.hi:+.2f}]" in text
-    d, lo, hi = welch_interval([100 * x for x in LRN_ON], [100 * x for x in LRN_OFF])
-    assert f"{d:+.2f} pp [{lo:+.2f}, {hi:+.2f}]" in text  # the secondary Welch column
-    assert "paired n=3" in text and "lower (sign only)" in text and "**reproduced**" in text
-    assert "This ablation tests 1 claim at once" in text
+    # the claim rows (lrn vs none, lrn vs lrn-gain): a paired interval on the per-seed differences, Welch beside it
+    claims = text.split("## Claims")[1].split("##")[0]
+    for against, finals in (("none", LRN_OFF), ("lrn-gain", LRN_GAIN)):
+        row = next(r for r in claims.splitlines() if f"lrn vs {against} " in r)
+        p = stats.paired([100 * x for x in LRN_ON], [100 * x for x in finals])
+        assert f"{p.estimate:+.2f} pp [{p.lo:+.2f}, {p.hi:+.2f}]" in row
+        d, lo, hi = welch_interval([100 * x for x in LRN_ON], [100 * x for x in finals])
+        assert f"{d:+.2f} pp [{lo:+.2f}, {hi:+.2f}]" in row  # the secondary Welch column
+        assert "paired n=3" in row and "lower (sign only)" in row and "**reproduced**" in row
+    assert "This ablation tests 2 claims at once" in text
     assert "-1.4 pp (ImageNet top-1) is the reference" in text  # the note says what the paper's number is
     # per-arm mean +- std and n
     on = np.array(LRN_ON) * 100
     assert f"{on.mean():.2f} ± {on.std(ddof=1):.2f}" in text
     arm_table = text.split("## Per arm")[1].split("##")[0]
-    assert "| lrn   |" in arm_table and "| 3   |" in arm_table
+    cells = {c[0]: c for c in ([x.strip() for x in r.strip().strip("|").split("|")]
+                               for r in arm_table.splitlines() if r.startswith("| "))}
+    assert cells["arm"][2] == "n" and [cells[a][2] for a in ("lrn", "none", "lrn-gain")] == ["3", "3", "3"]
     # CSV: every run, percentages, the new record's columns
     csv = pd.read_csv(reports / "lrn.csv")
-    assert len(csv) == 8 and set(csv["status"]) == {"finished", "partial", "pending"}
+    assert len(csv) == 12 and set(csv["status"]) == {"finished", "partial", "pending"}
     for col in ("ablation", "scale", "arm", "seed", "hash", "status", "in_analysis", "epochs_run", "test_error_pct",
                 "final_train_error_pct", "final_train_error_running_pct", "final_holdout_error_pct", "gap_pp",
                 "epochs_to_converge", "wall_seconds", "device", "torch", "git_revision", "code_fingerprint",
@@ -292,7 +299,7 @@ def test_report_from_run_dirs(tmp_path):
         assert col in csv.columns, col
     assert not any(c.startswith("val") or "_val_" in c for c in csv.columns)  # holdout and test, never "val"
     used = csv[csv["in_analysis"]]
-    assert len(used) == 6
+    assert len(used) == 9
     assert sorted(used.loc[used["arm"] == "lrn", "test_error_pct"]) == pytest.approx([10.0, 11.0, 12.0])
     # plots and sidecar
     for png in ("lrn-train.png", "lrn-holdout.png"):
@@ -300,7 +307,7 @@ def test_report_from_run_dirs(tmp_path):
         assert b"matplotlib" not in (reports / png).read_bytes()  # no version metadata
     assert "![training error per epoch](lrn-train.png)" in text
     side = json.loads((reports / "lrn.json").read_text())
-    assert side["scale"] == "cifar" and side["claims"][0]["verdict"] == REPRODUCED
+    assert side["scale"] == "cifar" and [c["verdict"] for c in side["claims"]] == [REPRODUCED, REPRODUCED]
     assert str(tmp_path) not in text + (reports / "lrn.csv").read_text()  # no absolute paths
 
 
@@ -359,7 +366,7 @@ def test_no_effect_and_seed_advice(tmp_path):
 def test_differing_fingerprints_are_flagged(tmp_path):
     results, reports = _lrn_fixture(tmp_path, none2={"fingerprint": "0dd0dd0dd0dd", "git": "fedcba9876543210"})
     text = report.write_report("lrn", results, reports).read_text()
-    assert "c0de0000f00d (5 runs), 0dd0dd0dd0dd (1 run)" in text
+    assert "c0de0000f00d (8 runs), 0dd0dd0dd0dd (1 run)" in text
     assert "> **Warning: 1 run(s) were trained by code whose fingerprint differs from the majority's " \
            "(c0de0000f00d): none/2 (0dd0dd0dd0dd)" in text
     assert "0123456789, fedcba9876" in text  # both revisions
@@ -384,9 +391,12 @@ def test_smoke_reports_go_elsewhere_and_the_scorecard_lists_only_real_data(tmp_p
     report.write_report("lrn", lrn_results, reports)
     card = report.write_scorecard(reports).read_text(encoding="utf-8")
     assert "pooling" not in card and "smoke" not in card.split("never here")[1]
-    lrn_row = next(r for r in card.splitlines() if r.startswith("| [lrn]"))
-    assert "| cifar " in lrn_row and "**reproduced**" in lrn_row and "paired" in lrn_row
-    assert card.count("| [") == 1 and "1 claim from 1 real-data report" in card
+    lrn_rows = [r for r in card.splitlines() if r.startswith("| [lrn]")]
+    assert [r.split("|")[4].strip() for r in lrn_rows] == ["top-1 test error, lrn vs none",
+                                                          "top-1 test error, lrn vs lrn-gain"]
+    for lrn_row in lrn_rows:
+        assert "| cifar " in lrn_row and "**reproduced**" in lrn_row and "paired" in lrn_row
+    assert card.count("| [") == 2 and "2 claims from 1 real-data report" in card
     assert "2026-01-01T01:00:00+00:00" in card  # dated by its records, not the clock
 
 

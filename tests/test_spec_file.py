@@ -70,10 +70,12 @@ def test_key_specs():
     assert act.claims[0].band == pytest.approx((3.0, 12.0))  # 6x within a factor of 2: log-symmetric
     lrn = spec_file.load("lrn")
     assert lrn.config("none", "cifar", 0).model.norm == "none"
+    assert lrn.config("lrn-gain", "cifar", 0).model.norm == "lrn-gain"  # the constant-gain control (protocol §6)
     assert lrn.config("lrn", "cifar", 0).model.name == "alexnet-cifar"
     assert "13%" in lrn.notes and "facts §5d" in lrn.notes  # the 13pct/11pct caveat (facts §8.4)
     assert [c.paper for c in lrn.claims_for("imagenet")] == [-1.4, -1.2]
-    assert [(c.test, c.kind, c.margin) for c in lrn.claims_for("cifar")] == [("paired", "direction", 0.5)]
+    assert [(c.arm, c.against, c.test, c.kind, c.margin) for c in lrn.claims_for("cifar")] == [
+        ("lrn", "none", "paired", "direction", 0.5), ("lrn", "lrn-gain", "paired", "direction", 0.5)]
     assert spec_file.load("gpus").config("one", "imagenet", 0).model.columns == 1
     assert {c.test for c in spec_file.load("gpus").claims} == {"welch"}
 
