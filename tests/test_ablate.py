@@ -70,14 +70,16 @@ def test_expansion_is_arms_by_seeds_with_stable_hashes():
 def test_selection_expansion():
     spec = spec_file.load("activation")
     sel = plan.selection_runs(spec, "smoke", [0, 1, 2], {})
+    # the grid trains on the spec's selection seed (1000), which is not analysed (protocol §3)
     assert [(r.arm, r.grid_value, r.seed, r.stage) for r in sel] == [
-        ("relu", 0.002, 0, "selection"), ("relu", 0.004, 0, "selection"),
-        ("tanh", 0.002, 0, "selection"), ("tanh", 0.004, 0, "selection")]
-    assert sel[0].rel == Path("activation", "relu", "lr-0.002", f"0-{sel[0].hash}")
+        ("relu", 0.002, 1000, "selection"), ("relu", 0.004, 1000, "selection"),
+        ("tanh", 0.002, 1000, "selection"), ("tanh", 0.004, 1000, "selection")]
+    assert sel[0].rel == Path("activation", "relu", "lr-0.002", f"1000-{sel[0].hash}")
     assert sel[0].cfg.optim.lr == 0.002 and sel[2].cfg.epochs == 6 and sel[0].cfg.epochs == 4
     main = plan.main_runs(spec, "smoke", [0, 1, 2], {}, {"relu": 0.004, "tanh": None})
-    assert [(r.arm, r.seed, r.cfg.optim.lr) for r in main] == [("relu", 1, 0.004), ("relu", 2, 0.004)]
-    assert plan.total_runs(spec, "smoke", [0, 1, 2]) == 4 + 2 * 2
+    assert [(r.arm, r.seed, r.cfg.optim.lr) for r in main] == [("relu", 0, 0.004), ("relu", 1, 0.004),
+                                                               ("relu", 2, 0.004)]
+    assert plan.total_runs(spec, "smoke", [0, 1, 2]) == 4 + 2 * 3
     with pytest.raises(ConfigError, match="chooses optim.lr per arm"):
         plan.run_overrides(spec, None, None, None, {"lr": "0.1"})
     with pytest.raises(ConfigError, match="--seeds"):
@@ -286,14 +288,15 @@ def test_dry_run_lists_runs_and_states(tmp_path):
     [out] = _ablate("activation", tmp_path, dry_run=True, quiet=False, console=console)
     assert [r["state"] for r in out.plan] == ["pending"] * 4 + ["pending", "pending"]
     assert [r["grid"] for r in out.plan[-2:]] == ["after selection"] * 2
-    assert "activation at scale smoke: 6 runs" in console.file.getvalue()
+    assert "activation at scale smoke: 8 runs" in console.file.getvalue()  # 4 on the selection seed, 2 x 2 after
     assert not (tmp_path / "results").exists() and not (tmp_path / "reports").exists()  # a dry run writes nothing
     _ablate("activation", tmp_path)
     first = plan.selection_runs(spec_file.load("activation"), "smoke", [0, 1], {})[0]
     d = tmp_path / "results" / first.rel
     (d / "summary.json").unlink()  # as if interrupted
     [out] = _ablate("activation", tmp_path, dry_run=True)
-    assert [r["state"] for r in out.plan].count("partial") == 1 and len(out.plan) == 6
+    # 4 selection runs (one partial), tanh seeds 0-1, and a "waiting" row for relu
+    assert [r["state"] for r in out.plan].count("partial") == 1 and len(out.plan) == 7
     assert {r["stage"] for r in out.plan} == {"selection", "main"}
 
 

@@ -50,7 +50,8 @@ def test_jobs_trains_every_run_once_in_parallel_and_selection_first(tmp_path, mo
     spec = spec_file.load("activation")
     sel = plan.selection_runs(spec, "smoke", [0, 1], {})
     main = plan.main_runs(spec, "smoke", [0, 1], {}, {"relu": 0.004, "tanh": 0.004})
-    assert (out.total, out.trained, out.skipped, out.diverged, out.failed) == (6, 6, 0, 0, 0)
+    n = len(sel) + len(main)  # 4 selection runs on seed 1000, then 2 arms x seeds 0-1
+    assert (out.total, out.trained, out.skipped, out.diverged, out.failed) == (n, n, 0, 0, 0) == (8, 8, 0, 0, 0)
     entries = _log(log)
     assert Counter((h, e) for _, h, e in entries) == Counter(set((h, e) for _, h, e in entries))  # each epoch once
     assert {h for _, h, _ in entries} == {r.hash for r in [*sel, *main]}
@@ -138,7 +139,7 @@ def test_plan_commands_create_exactly_the_pending_runs(tmp_path, monkeypatch, on
     assert lines[:len(commands)] == commands  # commands first: lines 1..K for an array job
     assert [shlex.split(c)[-1] for c in commands] == [plan.selector(r) for r in (sel[0], sel[2], sel[3])]
     assert any("running in another process" in x and sel[1].label in x for x in lines)
-    assert any("main-seed commands (seed 1) appear after the selection runs" in x for x in lines)
+    assert any("main-seed commands (seeds 0-1) appear after the selection runs" in x for x in lines)
     assert lines[-1] == f"# after all runs: repro report activation --scale smoke {' '.join(where)}"
     assert not (tmp_path / "results" / sel[0].rel).parent.exists()  # --plan trains nothing
 
@@ -149,7 +150,8 @@ def test_plan_commands_create_exactly_the_pending_runs(tmp_path, monkeypatch, on
             _cli(args[1:])
             *_, sel_arg = args
             d = tmp_path / "results" / "activation" / sel_arg
-            assert plan.state(d) == "done" and json.loads((d / "config.json").read_text())["hash"] == d.name[2:]
+            stored = json.loads((d / "config.json").read_text())["hash"]
+            assert plan.state(d) == "done" and stored == d.name.split("-", 1)[1]
 
     execute(commands)
     text = _cli(["ablate", "activation", "--scale", "smoke", *where, "--plan"])
@@ -157,9 +159,9 @@ def test_plan_commands_create_exactly_the_pending_runs(tmp_path, monkeypatch, on
     chosen = plan.choose(spec, sel, tmp_path / "results")
     assert chosen["relu"] is None and chosen["tanh"] is not None  # tanh's grid is done, relu's is not
     tanh_main = plan.main_runs(spec, "smoke", [0, 1], {}, chosen)
-    assert [r.arm for r in tanh_main] == ["tanh"]
+    assert [r.arm for r in tanh_main] == ["tanh", "tanh"]  # seeds 0 and 1: none is a selection run
     assert [shlex.split(c)[-1] for c in again] == [plan.selector(r) for r in (sel[1], *tanh_main)]
-    assert any("(relu): the main-seed commands (seed 1) appear after" in x for x in text.splitlines())
+    assert any("(relu): the main-seed commands (seeds 0-1) appear after" in x for x in text.splitlines())
     execute(again)
     text = _cli(["ablate", "activation", "--scale", "smoke", *where, "--plan"])
     main = [x for x in text.splitlines() if not x.startswith("#")]
@@ -172,17 +174,18 @@ def test_plan_commands_create_exactly_the_pending_runs(tmp_path, monkeypatch, on
     text = _cli(["ablate", "activation", "--scale", "smoke", *where, "--plan"])
     assert all(x.startswith("# ") for x in text.splitlines()) and "0 to run" in text  # nothing left
     m = json.loads((tmp_path / "results" / "activation" / "manifest-smoke.json").read_text())
-    assert m["selection"]["chosen"] == chosen and len(m["runs"]) == 6  # the --only runs kept it complete
+    assert m["selection"]["chosen"] == chosen and len(m["runs"]) == 8  # the --only runs kept it complete
     _cli(["report", "activation", "--scale", "smoke", *where])
     side = json.loads((tmp_path / "results" / "smoke-reports" / "activation.json").read_text())
-    assert side["runs"] == {"total": 6, "done": 6}
+    assert side["runs"] == {"total": 8, "done": 8}
 
 
 def test_only_checks_what_it_names(tmp_path, one_thread):
     spec = spec_file.load("activation")
     sel = plan.selection_runs(spec, "smoke", [0, 1], {})
     kw = dict(scale="smoke", quiet=True, trainer=fake_trainer.run, **_dirs(tmp_path))
-    for bad, why in [("relu/1", "not all done"), ("relu/0", "selection grid"), ("relu", "expected ARM/SEED"),
+    for bad, why in [("relu/1", "not all done"), ("relu/0", "selection runs on seed 1000"),
+                     ("relu", "expected ARM/SEED"),
                      ("gelu/0", "no such run"), (f"{plan.selector(sel[0])[:-3]}abc", "changed since --plan")]:
         with pytest.raises(ConfigError, match=why) as e:
             run_ablation("activation", only=[bad], **kw)
