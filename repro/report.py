@@ -193,6 +193,7 @@ def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tu
     numerics = sorted({f"{r['precision'] or '?'}, channels_last {r['channels_last']}" for _, r in done.iterrows()})
     fps, warning = fingerprint_lines(done)
     compute = float(np.nansum(done.loc[~done["reused"], "wall_seconds"])) if len(done) else 0.0
+    shared = float(np.nansum(done.loc[done["reused"], "wall_seconds"])) if len(done) else 0.0
     n_reused = int(done["reused"].sum()) if len(done) else 0
     counts = runs.drop_duplicates("dir")["status"].value_counts()
     counts_text = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -220,7 +221,8 @@ def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tu
         ("numerics", "; ".join(numerics) or "?"),
         ("git revision", ", ".join(gits) or "?"),
         ("code fingerprint", fps),
-        ("total compute", f"{compute / 60:.1f} min of training (sum of the runs' wall time)"),
+        ("total compute", f"{compute / 60:.1f} min of training (sum of the runs' wall time)"
+                          + (f", plus {shared / 60:.1f} min in the runs shared with other ablations" if shared else "")),
         ("plots", f"matplotlib {matplotlib_version()} (Agg; PNGs without date or version metadata)"),
         ("generated", f"from the records (newest finished {generated_at(runs)}) by `repro report`"),
     ]
