@@ -144,8 +144,7 @@ def evaluate_run(run_dir: str, views: int = 1, split: str = "test", data_dir: st
         raise ConfigError(f"{run_dir}: not a run directory with a config and a checkpoint (repro train --out DIR)")
     if split not in SPLITS or split == "train":
         raise ConfigError(f"--split {split}: choose test, holdout or train_eval")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = distributed.resolve_device(device)
     data = replace(cfg.data, data_dir=data_dir or cfg.data.data_dir, crop=cfg.data.crop or cfg.model.input_size)
     ds = load_dataset(data, cfg.model.num_classes, cfg.model.input_size)
     ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)  # never runs code from the file

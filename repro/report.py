@@ -222,7 +222,7 @@ def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tu
         ("git revision", ", ".join(gits) or "?"),
         ("code fingerprint", fps),
         ("total compute", f"{compute / 60:.1f} min of training (sum of the runs' wall time)"
-                          + (f", plus {shared / 60:.1f} min in the runs shared with other ablations" if shared else "")),
+                          + (f", plus {shared / 60:.1f} min in runs shared with other ablations" if shared else "")),
         ("plots", f"matplotlib {matplotlib_version()} (Agg; PNGs without date or version metadata)"),
         ("generated", f"from the records (newest finished {generated_at(runs)}) by `repro report`"),
     ]

@@ -41,6 +41,7 @@ from torch import nn
 from repro import distributed, placement, provenance, rundir
 from repro.config import DataConfig, RunConfig, validate
 from repro.data import Dataset, Loader, load_dataset
+from repro.distributed import resolve_device  # bench and the tests call it as train.resolve_device
 from repro.errors import ConfigError, DivergedError
 from repro.evaluation import Evaluator, crossing, eval_steps
 from repro.files import atomic
@@ -51,26 +52,6 @@ CHECK_EVERY = 25  # steps between non-finite-loss checks (each check syncs a GPU
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available here")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device 'mps' requested but MPS is not available here")
-    return device
 
 
 def autocast(precision: str, device: torch.device) -> Callable[[], AbstractContextManager]:
