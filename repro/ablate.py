@@ -205,7 +205,7 @@ def _print_rows(console: Console, rows: list[dict[str, Any]], title: str) -> Non
     table = Table(title=title)
     for col in ("ablation", "stage", "arm", "seed", "grid", "hash", "state", "left", "dir"):
         table.add_column(col)
-    colours = {"done": "green", "diverged": "red", "running": "yellow", "partial": "yellow"}
+    colours = {"done": "green", "copy": "green", "diverged": "red", "running": "yellow", "partial": "yellow"}
     for row in rows:
         st = row["state"]
         table.add_row(*(str(row[c]) for c in ("ablation", "stage", "arm", "seed", "grid", "hash")),
@@ -222,9 +222,12 @@ def _duration(seconds: float | None) -> str:
 
 def _estimate_line(rows: list[dict[str, Any]]) -> str:
     """The time left, summed, and what it was measured from (or why there is no estimate)."""
-    left = [r for r in rows if r["state"] not in ("done", "diverged")]
+    copies = sum(r["state"] == "copy" for r in rows)
+    shared = (f"; {copies} run(s) marked copy are finished runs of another ablation (same config hash), "
+              "copied, not trained") if copies else ""
+    left = [r for r in rows if r["state"] not in ("done", "diverged", "copy")]
     if not left:
-        return "nothing left to train"
+        return "nothing left to train" + shared
     known = [r["estimate_s"] for r in left if r["estimate_s"] is not None]
     speeds = sorted({(r["model"], r["speed"]) for r in left if r["speed"] is not None})
     basis = "; ".join(f"{m}: {s:.0f} s/epoch, median of {n} finished run(s)" for m, (s, n) in speeds)
@@ -233,7 +236,7 @@ def _estimate_line(rows: list[dict[str, Any]]) -> str:
             f" ({basis}; runs that stop at a target take less)" if known else "estimated time left: unknown")
     if unknown:
         text += f"; {unknown} run(s) without a measured speed (no finished run of their model yet)"
-    return text
+    return text + shared
 
 
 def _plan(specs: Sequence[AblationSpec], request: AblationRequest, stream: TextIO) -> list[Outcome]:

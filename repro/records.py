@@ -63,6 +63,7 @@ def run_values(run_dir: Path, spec: AblationSpec | None = None, cfg: rc.RunConfi
     v["holdout_loss_min"] = (_min(rows, "holdout_loss"), False)
     v["gap"] = (v["test_error"][0] - v["final_train_error"][0], False)
     v["epochs_to_target"] = _epochs_to_target(s, rows, spec, cfg)
+    v["epochs_to_leave_chance"] = (_left_chance(s, rows, cfg), False)
     v["epochs_to_converge"] = (converged_at(rows, spec.converge_tol if spec is not None else 0.01), False)
     return v
 
@@ -70,6 +71,14 @@ def run_values(run_dir: Path, spec: AblationSpec | None = None, cfg: rc.RunConfi
 def _min(rows: list[dict], key: str) -> float:
     xs = [x for r in rows if not math.isnan(x := number(r.get(key)))]
     return min(xs) if xs else math.nan
+
+
+def _left_chance(s: Mapping[str, Any], rows: list[dict], cfg: rc.RunConfig | None) -> float:
+    """When the holdout loss first falls to 0.9 ln(classes); the epochs run if it never does."""
+    if cfg is None or not any("holdout_loss" in r for r in rows):
+        return math.nan
+    hit = crossing(rows, "holdout_loss", 0.9 * math.log(cfg.model.num_classes))
+    return hit if hit is not None else float(s.get("epochs_run") or rows[-1]["epoch"])
 
 
 def crossing(rows: Sequence[Mapping[str, Any]], key: str, threshold: float) -> float | None:
@@ -152,7 +161,7 @@ def _row(spec: AblationSpec, manifest: Mapping[str, Any], e: Mapping[str, Any], 
     return row
 
 
-CURVES = ("train_error", "train_error_running", "holdout_error")
+CURVES = ("train_error", "train_error_running", "holdout_error", "holdout_loss")
 
 
 def curves(roots: Sequence[Path], runs: pd.DataFrame) -> Curves:

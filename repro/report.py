@@ -43,7 +43,7 @@ SMOKE_BANNER = "> **Smoke scale: synthetic data, tiny budget — these numbers a
 SYNTHETIC_BANNER = "> **Synthetic data — these numbers are not comparable to the paper.**"
 ERROR_METRICS = ("test_error", "test_error_1view", "test_error_10view", "test_top5_error", "final_train_error",
                  "final_train_error_running", "final_holdout_error", "best_holdout_error", "gap")
-EPOCH_METRICS = ("epochs_to_target", "epochs_to_converge")
+EPOCH_METRICS = ("epochs_to_target", "epochs_to_converge", "epochs_to_leave_chance")
 LABELS = {
     "test_error": "top-1 test error", "test_error_1view": "top-1 test error (1 view)",
     "test_error_10view": "top-1 test error (10 views)", "test_loss": "test loss",
@@ -51,6 +51,7 @@ LABELS = {
     "final_train_error_running": "train error (running)", "final_holdout_error": "holdout error",
     "best_holdout_error": "best holdout error", "holdout_loss_min": "lowest holdout loss",
     "epochs_to_target": "epochs to target", "gap": "test - train gap", "epochs_to_converge": "epochs to converge",
+    "epochs_to_leave_chance": "epochs at chance loss",
 }
 REPORT_KIND = "repro-ablation-report"
 PNG_METADATA = {"Software": None}  # no matplotlib version or date in the PNG: rebuilt byte for byte
@@ -241,8 +242,9 @@ def _n(x: Any) -> str:
 
 
 def _plot(arm_curves: Mapping[str, list], keys: Sequence[tuple[str, str]], path: Path, title: str, ylabel: str,
-          hline: float | None, hline_label: str) -> None:
-    """One line per arm and series (mean over seeds at each evaluation; thin lines: single runs)."""
+          hline: float | None, hline_label: str, scale: float = 100.0) -> None:
+    """One line per arm and series (mean over seeds at each evaluation; thin lines: single runs);
+    values times `scale` (100: errors in %)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,7 +256,7 @@ def _plot(arm_curves: Mapping[str, list], keys: Sequence[tuple[str, str]], path:
         for key, style in keys:
             by_epoch: dict[float, list[float]] = defaultdict(list)
             for epochs, values in runs:
-                ys = [100 * y for y in values[key]]
+                ys = [scale * y for y in values[key]]
                 if all(math.isnan(y) for y in ys):
                     continue
                 ax.plot(epochs, ys, color=colour, ls=style, lw=0.8, alpha=0.3)
@@ -266,7 +268,7 @@ def _plot(arm_curves: Mapping[str, list], keys: Sequence[tuple[str, str]], path:
                 ax.plot(xs, [float(np.mean(by_epoch[x])) for x in xs], color=colour, ls=style, lw=2,
                         label=f"{arm}, {key.replace('_', ' ')} (mean of {len(runs)})")
     if hline is not None:
-        ax.axhline(100 * hline, color="black", ls="--", lw=1, alpha=0.7, label=hline_label)
+        ax.axhline(scale * hline, color="black", ls="--", lw=1, alpha=0.7, label=hline_label)
     ax.set_xlabel("epoch (fractional: evaluations every eval_every epochs)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -276,6 +278,17 @@ def _plot(arm_curves: Mapping[str, list], keys: Sequence[tuple[str, str]], path:
     with files.atomic(path) as tmp:
         fig.savefig(tmp, format="png", metadata=PNG_METADATA)
     plt.close(fig)
+
+
+def _loss_curve(spec: AblationSpec, sc: str, arm_curves: Mapping[str, list], png: Path) -> list[str]:
+    """The holdout loss per evaluation, with chance (ln classes) marked, for a spec whose metrics
+    are about the loss (bias-init's flat-loss trap); nothing for the others."""
+    if not {"holdout_loss_min", "epochs_to_leave_chance"} & set(spec.metrics):
+        return []
+    ten = sc in spec_file.TEN_CLASS_SCALES  # smoke and cifar: ten classes, chance is ln 10
+    _plot(arm_curves, (("holdout_loss", "-"),), png, f"{spec.name}: holdout loss ({sc} scale)", "holdout loss",
+          math.log(10) if ten else None, "chance: ln 10" if ten else "", scale=1.0)
+    return [f"![holdout loss per epoch]({png.name})", ""]
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -374,7 +387,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     write_text(md, "\n".join(lines))
     side = {  # what the scorecard reads
         "kind": REPORT_KIND, "ablation": spec.name, "report": md.name, "title": spec.title, "scale": sc,
-        "synthetic": synthetic, "generated_at": generated_at(runs),
+        "question": spec.question, "synthetic": synthetic, "generated_at": generated_at(runs),
         "runs": {"total": int(runs["dir"].nunique()),
                  "done": int(runs.loc[runs["status"].isin(DONE), "dir"].nunique())},
         "claims": [{"claim": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
@@ -492,6 +505,7 @@ def _curves_section(spec: AblationSpec, sc: str, where: Sequence[Path], out: Pat
         _plot(arm_curves, (("holdout_error", "-"),), holdout_png, f"{spec.name}: holdout error ({sc} scale)",
               "holdout error (%)", None, "")
         lines += [f"![holdout error per epoch]({holdout_png.name})", ""]
+    lines += _loss_curve(spec, sc, arm_curves, out / f"{stem}-holdout-loss.png")
     return lines + ["Solid: eval-mode training error on the fixed training slice (and holdout error); dotted: "
                     "the running training error over the batches since the previous evaluation (dropout and "
                     "augmentation on). Thin lines: single runs; thick lines: the mean over seeds at each "
@@ -501,26 +515,35 @@ def _curves_section(spec: AblationSpec, sc: str, where: Sequence[Path], out: Pat
 
 def _selection_section(spec: AblationSpec, runs: pd.DataFrame, sel: Mapping) -> list[str]:
     key, chosen = sel["key"], sel.get("chosen") or {}
+    by_holdout = sel.get("by") == "final_holdout_error"
     sr = runs[runs["stage"] == "selection"]
     rows = []
     for _, r in sr.iterrows():
-        rows.append({"arm": r["arm"], key: f"{r['grid']:g}", "status": r["status"],
-                     "epochs to target": ("—" if math.isnan(r["epochs_to_target"]) else
-                                          f"{'' if r['target_reached'] else '≥ '}{r['epochs_to_target']:.2f}"),
-                     "final train error (%)": ("—" if math.isnan(r["final_train_error"]) else
-                                               f"{100 * r['final_train_error']:.2f}"),
-                     "chosen": "✓" if chosen.get(r["arm"]) == r["grid"] else ""})
+        row = {"arm": r["arm"], key: f"{r['grid']:g}", "status": r["status"]}
+        if by_holdout:
+            row["final holdout error (%)"] = _pct_or_dash(r["final_holdout_error"])
+        else:
+            row["epochs to target"] = ("—" if math.isnan(r["epochs_to_target"]) else
+                                       f"{'' if r['target_reached'] else '≥ '}{r['epochs_to_target']:.2f}")
+        row["final train error (%)"] = _pct_or_dash(r["final_train_error"])
+        rows.append({**row, "chosen": "✓" if chosen.get(r["arm"]) == r["grid"] else ""})
+    rule = ("the lowest holdout error at the end of the recipe" if by_holdout else
+            "fewest epochs to the target, ties broken by the lower final training error")
     out = ["## Selection", "",
-           f"`{key}` chosen per arm on seed {min(sr['seed']) if len(sr) else '?'}: fewest epochs to the target, "
-           "ties broken by the lower final training error.", "", _md_table(pd.DataFrame(rows)), ""]
+           f"`{key}` chosen per arm on seed {min(sr['seed']) if len(sr) else '?'}: {rule}.", "",
+           _md_table(pd.DataFrame(rows)), ""]
     for arm in spec.training_arms:
         grid = sorted(float(g) for g in sr.loc[sr["arm"] == arm, "grid"])
         c = chosen.get(arm)
         if c is None:
             out.append(f"- `{arm}`: nothing chosen (every value diverged, or the grid is unfinished).")
         elif len(grid) > 1 and c in (grid[0], grid[-1]):
-            out.append(f"- `{arm}`: {key} = {c:g} is at the edge of its grid; the fastest value may lie beyond it.")
+            out.append(f"- `{arm}`: {key} = {c:g} is at the edge of its grid; the best value may lie beyond it.")
     return out + [""] if out[-1] else out
+
+
+def _pct_or_dash(x: float) -> str:
+    return "—" if x is None or math.isnan(x) else f"{100 * x:.2f}"
 
 
 def _csv_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -530,7 +553,7 @@ def _csv_table(runs: pd.DataFrame) -> pd.DataFrame:
         del t[m]
     head = ["ablation", "scale", "stage", "arm", "evaluates", "grid", "seed", "hash", "status", "in_analysis",
             "epochs", "epochs_run", "eval_every", "epochs_to_target", "target_reached", "epochs_to_converge",
-            "test_loss", "holdout_loss_min"]
+            "epochs_to_leave_chance", "test_loss", "holdout_loss_min"]
     values = [c for c in t.columns if c.endswith(("_pct", "_pp"))]
     tail = ["wall_seconds", "reused", "model", "dataset", "dataset_sha256", "synthetic", "device", "device_name",
             "torch", "precision", "channels_last", "git_revision", "git_dirty", "code_fingerprint", "finished_at",
@@ -577,39 +600,85 @@ def write_reports(name_or_all: str, results_dir: str | os.PathLike = "results",
     return paths
 
 
+# The four questions the project is built around (issue 11), answered first in the scorecard.
+HEADLINE = ("activation", "activation-19pct", "lrn", "pooling", "gpus")
+
+
 def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
-    """reports/README.md: one row per claim of every real-data report there (never smoke or
-    synthetic ones, which live elsewhere); dated by its newest report, never by the clock."""
+    """reports/README.md: the four headline questions first, then one row per claim of every
+    real-data report there (never smoke or synthetic ones, which live elsewhere) and a line for
+    every shipped ablation without one; dated by its newest report, never by the clock."""
     reports = Path(reports_dir)
     reports.mkdir(parents=True, exist_ok=True)
-    rows, dates, n_reports = [], [], 0
+    sides = {}
     for p in sorted(reports.glob("*.json")):
         side = rundir.read_json(p)
-        if not side or side.get("kind") != REPORT_KIND or side["scale"] == "smoke" or side.get("synthetic"):
-            continue
-        n_reports += 1
-        dates.append(side.get("generated_at") or "?")
-        link = f"[{side['ablation']}]({side.get('report', side['ablation'] + '.md')})"
-        runs = f"{side['runs']['done']}/{side['runs']['total']}"
-        if not side["claims"]:
-            rows.append({"ablation": link, "scale": side["scale"], "runs": runs, "claim": "no paper claim",
-                         "test": "—", "paper": "—", "measured (95% CI)": "see report", "verdict": "—"})
-        for c in side["claims"]:
-            rows.append({"ablation": link, "scale": side["scale"], "runs": runs,
-                         "claim": f"{c['claim']}, {c['comparison']}", "test": c.get("test", "?"),
-                         "paper": c["paper"], "measured (95% CI)": c["measured"], "verdict": f"**{c['verdict']}**"})
+        if side and side.get("kind") == REPORT_KIND and side["scale"] != "smoke" and not side.get("synthetic"):
+            sides[side["ablation"]] = side
+    rows = [row for side in sides.values() for row in _scorecard_rows(side)]
+    dates = [side.get("generated_at") or "?" for side in sides.values()]
     n_claims = sum(1 for r in rows if r["test"] != "—")
     lines = ["# Scorecard: AlexNet's design choices on trial", ""]
-    lines += [f"{n_claims} claim{'s' * (n_claims != 1)} from {n_reports} real-data report{'s' * (n_reports != 1)} "
+    lines += [f"{n_claims} claim{'s' * (n_claims != 1)} from {len(sides)} real-data report{'s' * (len(sides) != 1)} "
               "(CIFAR-10 or ImageNet, rebuilt by `repro report all` from the run records in "
               f"[records/](records/); newest record {max(dates) if dates else '—'}). Each interval is at 95% on "
               "its own: with this many claims, expect about one in twenty to miss by chance. Smoke-scale reports "
               f"go to `results/{SMOKE_REPORTS}/`, never here.", ""]
+    lines += _headline_section(sides)
+    lines += ["## Every claim", ""]
     if any(r["test"] == "?" for r in rows):
         lines += ["> Rows whose test is `?` come from reports made before committed run records and the "
                   "train/holdout/test split: they cannot be rebuilt, and their runs validated on the test set. "
                   "Rerun those ablations.", ""]
     lines += [_md_table(pd.DataFrame(rows)) if rows else "No real-data reports yet: run `repro ablate NAME`.", ""]
+    missing = [n for n in spec_file.names() if n not in sides]
+    if missing:
+        lines += ["No real-data report yet: " + ", ".join(f"`{n}`" for n in missing) +
+                  " (`repro ablate NAME --dry-run` shows what is left to run).", ""]
     path = reports / "README.md"
     write_text(path, "\n".join(lines))
     return path
+
+
+def _scorecard_rows(side: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One scorecard row per claim of a report's side JSON (one row if it has none)."""
+    link = f"[{side['ablation']}]({side.get('report', side['ablation'] + '.md')})"
+    runs = f"{side['runs']['done']}/{side['runs']['total']}"
+    if not side["claims"]:
+        return [{"ablation": link, "scale": side["scale"], "runs": runs, "claim": "no paper claim",
+                 "test": "—", "paper": "—", "measured (95% CI)": "see report", "verdict": "—"}]
+    return [{"ablation": link, "scale": side["scale"], "runs": runs,
+             "claim": f"{c['claim']}, {c['comparison']}", "test": c.get("test", "?"),
+             "paper": c["paper"], "measured (95% CI)": c["measured"], "verdict": f"**{c['verdict']}**"}
+            for c in side["claims"]]
+
+
+def _headline_section(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The four questions users come for (Figure 1 on two nets, LRN, pooling, two GPUs): each
+    claim's verdict, or why there is none yet."""
+    rows = []
+    for name in HEADLINE:
+        side = sides.get(name)
+        question = side.get("question") if side else None
+        if question is None:
+            try:
+                question = spec_file.load(name).question
+            except ReproError:
+                continue
+        if side is None:
+            rows.append({"question": question, "comparison": "—", "measured (95% CI)": "not yet run",
+                         "verdict": "—", "runs": "0", "report": f"`{name}`"})
+            continue
+        done, total = side["runs"]["done"], side["runs"]["total"]
+        for c in side["claims"]:
+            verdict = ("superseded (rerun pending)" if c.get("test", "?") == "?" else
+                       f"**{c['verdict']}**" + (" (campaign in progress)" if done < total else ""))
+            rows.append({"question": question, "comparison": c["comparison"], "measured (95% CI)": c["measured"],
+                         "verdict": verdict, "runs": f"{done}/{total}",
+                         "report": f"[{name}]({side.get('report', name + '.md')})"})
+    if not rows:
+        return []
+    return ["## The four questions", "",
+            "ReLU vs tanh (Figure 1, on two nets), LRN, overlapping pooling, one vs two GPUs: the ablations "
+            "the project is built around. A verdict marked superseded comes from a report made before the "
+            "evidence protocol; its campaign is to be rerun.", "", _md_table(pd.DataFrame(rows)), ""]

@@ -33,7 +33,9 @@ row, tolerance). `repro ablate` expands it into runs; `repro report` checks the 
     unit = "pp"                                 # "pp": difference in percentage points; "x": ratio
     kind = "about"                              # "about": paper +- tolerance; "at-least": |effect| >=
     paper = -1.4                                # |paper| - tolerance; "direction": sign only (then
-    tolerance = 1.0                             # `direction` = "lower" | "higher", no `paper`)
+    tolerance = 1.0                             # `direction` = "lower" | "higher", no `paper`);
+                                                # "no-effect": the claim is that nothing changes
+                                                # (no `paper`; `margin` required)
     margin = 0.5                                # optional: smallest effect of interest ("no effect"
                                                 # is the 90% interval inside +- margin; for "x"
                                                 # claims a factor > 1: [1/margin, margin])
@@ -84,9 +86,11 @@ from repro.errors import ConfigError, one_line
 ABLATIONS_DIR = Path(__file__).resolve().parent.parent / "ablations"
 SCALES = ("smoke", "cifar", "imagenet")
 UNITS = ("pp", "x")
-KINDS = ("about", "at-least", "direction")
+KINDS = ("about", "at-least", "direction", "no-effect")
 DIRECTIONS = ("lower", "higher")
-SELECT_BY = ("epochs_to_target",)
+# What a selection grid minimises: epochs to the target (Figure 1), or the holdout error at the
+# end of the recipe (an arm whose lr optimum moves, e.g. batch norm vs LRN vs none).
+SELECT_BY = ("epochs_to_target", "final_holdout_error")
 
 # Per-run numbers a spec may name; repro.records extracts them from a run directory.
 METRICS: dict[str, str] = {
@@ -103,10 +107,13 @@ METRICS: dict[str, str] = {
     "epochs_to_target": "epochs until the eval-mode training error reaches the target (interpolated between "
                         "evaluations); a run that never does gives its epochs run, a lower bound",
     "gap": "overfitting gap: test error minus final eval-mode training error",
+    "epochs_to_leave_chance": "epochs until the holdout loss first falls to 0.9 ln(classes) (chance is ln 10 = "
+                              "2.30 on CIFAR-10), interpolated between evaluations; a run that never does (the "
+                              "flat-loss trap) gives its epochs run",
     "epochs_to_converge": "first evaluation epoch whose eval-mode training error is within converge_tol of the "
                           "run's final one",
 }
-HOLDOUT_METRICS = ("final_holdout_error", "best_holdout_error", "holdout_loss_min")
+HOLDOUT_METRICS = ("final_holdout_error", "best_holdout_error", "holdout_loss_min", "epochs_to_leave_chance")
 TOP5_METRICS = tuple(m for m in METRICS if "top5" in m)
 TEN_CLASS_SCALES = ("smoke", "cifar")
 TESTS = ("paired", "welch")
@@ -155,7 +162,7 @@ class Claim:
     against: str
     metric: str
     unit: str  # "pp" or "x"
-    kind: str  # "about", "at-least", "direction"
+    kind: str  # "about", "at-least", "direction", "no-effect"
     paper: float | None  # the paper's effect, arm - against (pp) or arm / against (x)
     direction: str | None  # "lower" / "higher", for kind="direction"
     tolerance: float  # pp for "pp" claims; a factor >= 1 for "x" claims
@@ -175,6 +182,8 @@ class Claim:
     @property
     def side(self) -> int:
         """+1 if the paper says the arm's metric is higher than the other's, -1 if lower."""
+        if self.kind == "no-effect":
+            return 0  # neither: only "no effect" or "contradicted" (wholly outside the margin) apply
         if self.kind == "direction":
             return 1 if self.direction == "higher" else -1
         return 1 if self.paper > self.null else -1
@@ -182,6 +191,9 @@ class Claim:
     @property
     def band(self) -> tuple[float, float]:
         """The effect sizes consistent with the paper, given the tolerance."""
+        if self.kind == "no-effect":
+            assert self.margin_band is not None  # the parser requires a margin
+            return self.margin_band
         if self.kind == "direction":
             return (self.null, math.inf) if self.side > 0 else (-math.inf, self.null)
         if self.unit == "x":  # log-symmetric: a factor of `tolerance` either way
@@ -212,6 +224,9 @@ class Claim:
         """The paper's effect as a short string: '-1.4 pp (± 1.0)', '<= -1.0 pp', 'lower'."""
         if self.kind == "direction":
             return f"{self.direction} (sign only)"
+        if self.kind == "no-effect":
+            within = f"×/÷ {self.margin:g}" if self.unit == "x" else f"± {self.margin:g} pp"
+            return f"no effect (within {within})"
         if self.unit == "x":
             val, tol = f"{self.paper:g}x", f"×/÷ {self.tolerance:g}"
         else:
@@ -589,7 +604,14 @@ def _parse_claim(raw: Any, path: str, where: str, arms: Mapping[str, Arm]) -> Cl
     if margin is not None and (margin == 0 or (unit == "x" and margin <= 1)):
         raise t.error("margin", f"{margin:g} is not valid; " + ("a factor > 1 for unit \"x\"" if unit == "x"
                                                                  else "must be > 0 (percentage points)"))
-    if kind == "direction":
+    if kind == "no-effect":
+        for key in ("paper", "direction", "tolerance"):
+            if key in t.data:
+                raise t.error(key, "not used with kind = \"no-effect\" (its band is the margin)")
+        if margin is None:
+            raise t.error("margin", "required with kind = \"no-effect\": the smallest effect that would matter")
+        paper, direction, tolerance = None, None, 0.0
+    elif kind == "direction":
         if "paper" in t.data:
             raise t.error("paper", "not used with kind = \"direction\" (say `direction` instead)")
         paper, direction = None, t.get("direction", str, choices=DIRECTIONS)

@@ -40,3 +40,20 @@ def test_no_finished_run_means_no_estimate(tmp_path):
     rows = plan.dry_run_rows(spec_file.load("lrn"), "cifar", [0], {}, tmp_path / "results")
     assert all(r["estimate_s"] is None for r in rows)
     assert "unknown" in _estimate_line(rows)
+
+
+def test_a_run_finished_by_another_ablation_shows_as_copy_and_costs_nothing(tmp_path):
+    spec = spec_file.load("lrn")
+    results = tmp_path / "results"
+    runs = plan.main_runs(spec, "cifar", [0, 1], {})
+    d = results / "pooling" / "overlapping" / runs[0].rel.name  # same seed and hash, another ablation
+    d.mkdir(parents=True)
+    rundir.write_config(d, runs[0].cfg)
+    rundir.write_summary(d, {"status": rundir.FINISHED, "epochs_run": 30, "wall_seconds": 900.0})
+    rows = plan.dry_run_rows(spec, "cifar", [0, 1], {}, results)
+    by_dir = {Path(r["dir"]).name: r for r in rows}
+    assert by_dir[runs[0].rel.name]["state"] == "copy" and by_dir[runs[0].rel.name]["estimate_s"] == 0.0
+    assert by_dir[runs[1].rel.name]["state"] == "pending" and by_dir[runs[1].rel.name]["estimate_s"] == 30 * 30.0
+    line = _estimate_line(rows)
+    assert "1 run(s) marked copy" in line
+    assert f"for {len(rows) - 1} run(s)" in line  # the copy is not counted as time left

@@ -297,6 +297,7 @@ def test_report_from_run_dirs(tmp_path):
                 "epochs_to_converge", "wall_seconds", "device", "torch", "git_revision", "code_fingerprint",
                 "dataset_sha256"):
         assert col in csv.columns, col
+    assert "epochs_to_leave_chance" in csv.columns
     assert not any(c.startswith("val") or "_val_" in c for c in csv.columns)  # holdout and test, never "val"
     used = csv[csv["in_analysis"]]
     assert len(used) == 9
@@ -390,13 +391,20 @@ def test_smoke_reports_go_elsewhere_and_the_scorecard_lists_only_real_data(tmp_p
     lrn_results, _ = _lrn_fixture(tmp_path / "lrn")
     report.write_report("lrn", lrn_results, reports)
     card = report.write_scorecard(reports).read_text(encoding="utf-8")
-    assert "pooling" not in card and "smoke" not in card.split("never here")[1]
-    lrn_rows = [r for r in card.splitlines() if r.startswith("| [lrn]")]
+    assert "smoke" not in card.split("never here")[1]
+    head, every = card.split("## Every claim")
+    assert "## The four questions" in head  # the headline questions lead
+    pooling_q = spec.question  # the smoke report's pooling is listed as not yet run, nothing measured
+    assert [r for r in head.splitlines() if pooling_q in r][0].split("|")[3].strip() == "not yet run"
+    assert "[pooling]" not in card and "`pooling`" in every.split("No real-data report yet:")[1]
+    lrn_rows = [r for r in every.splitlines() if r.startswith("| [lrn]")]
     assert [r.split("|")[4].strip() for r in lrn_rows] == ["top-1 test error, lrn vs none",
                                                           "top-1 test error, lrn vs lrn-gain"]
     for lrn_row in lrn_rows:
         assert "| cifar " in lrn_row and "**reproduced**" in lrn_row and "paired" in lrn_row
-    assert card.count("| [") == 2 and "2 claims from 1 real-data report" in card
+    head_lrn = [r for r in head.splitlines() if "[lrn](lrn.md)" in r]
+    assert len(head_lrn) == 2 and all("(campaign in progress)" in r for r in head_lrn)  # 9 of 12 runs done
+    assert every.count("| [") == 2 and "2 claims from 1 real-data report" in card
     assert "2026-01-01T01:00:00+00:00" in card  # dated by its records, not the clock
 
 
@@ -479,3 +487,29 @@ def test_report_picks_latest_scale_unless_told(tmp_path):
     make_manifest(results, spec, "smoke", entries, [0, 1], updated_at="2026-01-02T00:00:00+00:00")
     assert report.write_report("lrn", results, reports).read_text().startswith(report.SMOKE_BANNER)
     assert "cifar scale" in report.write_report("lrn", results, reports, scale="cifar").read_text().splitlines()[0]
+
+
+def test_bias_init_measures_how_long_the_holdout_loss_sits_at_chance(tmp_path):
+    """epochs_to_leave_chance: when the holdout loss first falls to 0.9 ln 10 (interpolated);
+    a run that never does gives its epochs run. The report adds a holdout-loss plot."""
+    spec = spec_file.load("bias-init")
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    entries = []
+    for seed in range(2):  # the fixture's holdout loss is twice its holdout error
+        entries.append(make_run(results, spec, "cifar", "one", seed, [(0.9, 1.15), (0.9, 1.1), (0.9, 1.05)],
+                                every=0.25))
+        entries.append(make_run(results, spec, "cifar", "tenth", seed, [(0.8, 1.1), (0.6, 0.9), (0.5, 0.8)],
+                                every=0.25))
+        entries.append(make_run(results, spec, "cifar", "zero", seed, [(0.6, 0.9), (0.5, 0.8), (0.4, 0.7)],
+                                every=0.25))
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1])
+    _, _, runs, _ = report.build("bias-init", results)
+    at = {a: list(runs.loc[runs["arm"] == a, "epochs_to_leave_chance"]) for a in ("one", "tenth", "zero")}
+    assert at["one"] == [0.75, 0.75]  # never below 2.07: its epochs run
+    assert at["tenth"] == pytest.approx([0.25 + 0.25 * (2.2 - 0.9 * math.log(10)) / 0.4] * 2)
+    assert at["zero"] == [0.25, 0.25]  # below at its first evaluation
+    text = report.write_report("bias-init", results, reports).read_text(encoding="utf-8")
+    assert "epochs at chance loss" in text and "![holdout loss per epoch](bias-init-holdout-loss.png)" in text
+    assert (reports / "bias-init-holdout-loss.png").is_file()
+    lrn_text = report.write_report("lrn", *_lrn_fixture(tmp_path / "lrn")).read_text(encoding="utf-8")
+    assert "holdout loss per epoch" not in lrn_text  # only for specs about the loss

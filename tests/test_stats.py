@@ -120,3 +120,14 @@ def test_ratio_verdicts_with_a_log_symmetric_band():
 def test_undefined_interval_is_inconclusive():
     v, reason = stats.verdict(stats.paired([1.0], [0.0]), 0.0, -1, (-2, 0), (-0.3, 0.3))
     assert v == INCONCLUSIVE and "2 finished runs" in reason
+
+
+def test_a_no_effect_claim_reads_no_effect_or_contradicted_never_reproduced():
+    margin = (-0.3, 0.3)  # side 0: the claim is that nothing changes; its band is the margin
+    assert stats.verdict(iv(-0.2, 0.25), 0.0, 0, margin, margin)[0] == NO_EFFECT
+    assert stats.verdict(iv(0.4, 0.9), 0.0, 0, margin, margin)[0] == CONTRADICTED  # wholly past the margin
+    assert stats.verdict(iv(-0.9, -0.35), 0.0, 0, margin, margin)[0] == CONTRADICTED
+    assert stats.verdict(iv(0.1, 0.6), 0.0, 0, margin, margin)[0] == INCONCLUSIVE  # excludes 0, overlaps margin
+    ratio = (1 / 1.05, 1.05)
+    assert stats.verdict(iv(0.97, 1.03), 1.0, 0, ratio, ratio)[0] == NO_EFFECT
+    assert stats.verdict(iv(1.1, 1.3), 1.0, 0, ratio, ratio)[0] == CONTRADICTED

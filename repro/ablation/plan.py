@@ -163,9 +163,9 @@ def total_runs(spec: AblationSpec, scale: str, seeds: Sequence[int]) -> int:
 
 
 def choose(spec: AblationSpec, runs: Sequence[Run], results: rundir.Store | Path) -> dict[str, float | None]:
-    """Per arm, the grid value whose run reached the target in the fewest epochs (ties: lower
-    final training error, then grid order). None for an arm with an unfinished grid or one
-    where every value diverged."""
+    """Per arm, the grid value whose run scored best by the selection's `by` (ties: grid order):
+    the fewest epochs to the target (ties: lower final training error), or the lowest final
+    holdout error. None for an arm with an unfinished grid or one where every value diverged."""
     store = rundir.as_store(results)
     chosen: dict[str, float | None] = {}
     for arm in spec.training_arms:
@@ -177,13 +177,21 @@ def choose(spec: AblationSpec, runs: Sequence[Run], results: rundir.Store | Path
                 break
             if s["status"] == rundir.DIVERGED:
                 continue
-            ept, censored = records.run_values(store.find(r.rel), spec)["epochs_to_target"]
-            key = (math.inf if censored or ept is None or math.isnan(ept) else ept,
-                   _or_inf(s.get("final_train_error")), i)
+            key = (*_selection_key(spec, store.find(r.rel), s), i)
             if best is None or key < best[0]:
                 best = (key, r.grid_value)
         chosen[arm] = None if best is None else best[1]
     return chosen
+
+
+def _selection_key(spec: AblationSpec, run_dir: Path, summary: Mapping[str, Any]) -> tuple[float, float]:
+    """What `choose` minimises for one finished selection run (smaller is better)."""
+    assert spec.selection is not None
+    if spec.selection.by == "final_holdout_error":
+        return _or_inf(summary.get("final_holdout_error")), _or_inf(summary.get("final_train_error"))
+    ept, censored = records.run_values(run_dir, spec)["epochs_to_target"]
+    return (math.inf if censored or ept is None or math.isnan(ept) else ept,
+            _or_inf(summary.get("final_train_error")))
 
 
 def _or_inf(x: Any) -> float:
@@ -375,6 +383,9 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
     rows = []
     for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]:
         st = results.state(r.rel)
+        if st == "pending" and rundir.find_identical(results.roots, r.seed, r.hash,
+                                                      exclude=[root / r.rel for root in results.roots]):
+            st = "copy"  # a finished run with the same config elsewhere (another ablation): copied, not trained
         model = r.cfg.model.name
         if model not in speeds:
             speeds[model] = measured_speed(results, model)
@@ -411,7 +422,7 @@ def measured_speed(results: rundir.Store | Path, model: str) -> tuple[float, int
 
 
 def _seconds_left(run: Run, state: str, results: rundir.Store, speed: tuple[float, int] | None) -> float | None:
-    if state in ("done", "diverged"):
+    if state in ("done", "diverged", "copy"):
         return 0.0
     if speed is None:
         return None
