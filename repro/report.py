@@ -374,7 +374,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     if manifest.get("selection"):
         lines += _selection_section(spec, runs, manifest["selection"])
     notes = [" ".join(spec.notes.split())] if spec.notes else []
-    notes += _generated_notes(spec, sc)
+    notes += _generated_notes(spec, sc) + _cap_notes(spec, runs)
     if notes:
         lines += ["## Notes", ""] + [x for n in notes for x in (n, "")]
     lines += _curves_section(spec, sc, roots(results_dir, reports_dir), out, stem, runs)
@@ -413,6 +413,28 @@ def _generated_notes(spec: AblationSpec, scale: str) -> list[str]:
         parts.append(f"`{arm}` ({cfg.model.name}, columns={cfg.model.columns}): {params:,} parameters, "
                      f"{macs:,} multiply-adds per image")
     return ["Net sizes (computed by repro.layer_table from the arms' configs): " + "; ".join(parts) + "."]
+
+
+def _cap_notes(spec: AblationSpec, runs: pd.DataFrame) -> list[str]:
+    """For a ratio claim on epochs to target (Figure 1): whether the slower arm's epoch cap is
+    high enough that a ratio twice the paper's would still be seen (issue 11: tanh's cap at
+    least 12x ReLU's crossing time), from the analysed runs."""
+    out = []
+    for c in spec.claims:
+        if c.metric != "epochs_to_target" or c.unit != "x" or c.paper is None:
+            continue
+        fast, _ = arm_values(runs, c.against, "epochs_to_target")
+        caps = runs.loc[runs["in_analysis"] & (runs["arm"] == c.arm), "epochs"].dropna()
+        if not fast or caps.empty:
+            continue
+        cap, crossing = float(caps.max()), float(np.mean(fast))
+        enough = cap >= 2 * c.paper * crossing
+        out.append(f"Cap check ({c.arm} vs {c.against}): `{c.arm}`'s cap of {cap:g} epochs is {cap / crossing:.1f}x "
+                   f"`{c.against}`'s mean crossing ({crossing:.2f} epochs): "
+                   + (f"a ratio of {2 * c.paper:g}x (twice the paper's) would still be measured, not censored."
+                      if enough else f"below {2 * c.paper:g}x (twice the paper's {c.paper:g}x): a large ratio "
+                      "would be censored at the cap; raise it."))
+    return out
 
 
 def _test_text(e: Effect) -> str:
