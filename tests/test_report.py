@@ -431,7 +431,7 @@ def test_report_epochs_to_target_censoring_and_interpolation(tmp_path):
         entries.append(make_run(results, spec, "cifar", "dropout", seed, [(0.7, 0.6), (0.6, 0.5), (0.5, 0.45)],
                                 every=0.5))
     make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2])
-    _, _, runs, rows = report.build("dropout", results)
+    _, _, runs, rows = report.build("dropout", results, reports_dir=reports)
     none = runs[runs["arm"] == "none"]
     # 0.6 at epoch 0.5, 0.35 at epoch 1.0: 0.4 is crossed 4/5 of the way, at 0.9
     assert list(none["epochs_to_target"]) == pytest.approx([0.9] * 3) and none["target_reached"].all()
@@ -503,7 +503,7 @@ def test_bias_init_measures_how_long_the_holdout_loss_sits_at_chance(tmp_path):
         entries.append(make_run(results, spec, "cifar", "zero", seed, [(0.6, 0.9), (0.5, 0.8), (0.4, 0.7)],
                                 every=0.25))
     make_manifest(results, spec, "cifar", entries, seeds=[0, 1])
-    _, _, runs, _ = report.build("bias-init", results)
+    _, _, runs, _ = report.build("bias-init", results, reports_dir=reports)
     at = {a: list(runs.loc[runs["arm"] == a, "epochs_to_leave_chance"]) for a in ("one", "tenth", "zero")}
     assert at["one"] == [0.75, 0.75]  # never below 2.07: its epochs run
     assert at["tenth"] == pytest.approx([0.25 + 0.25 * (2.2 - 0.9 * math.log(10)) / 0.4] * 2)
