@@ -274,6 +274,11 @@ class Store:
             return state(self.records / rel)
         return state(self.results / rel)
 
+    def identical(self, rel: str | Path, seed: int, config_hash: str) -> Path | None:
+        """A finished run with this seed and hash under another path of any root (another
+        ablation's identical run, to copy instead of training `rel`); None if there is none."""
+        return find_identical(self.roots, seed, config_hash, exclude=[root / rel for root in self.roots])
+
     def publish(self, rel: str | Path) -> bool:
         """Copy a terminal run's record from results into records (once); whether it copied."""
         if self.records is None or status(self.records / rel) in TERMINAL:

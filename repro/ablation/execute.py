@@ -177,8 +177,7 @@ def _run_one(run: Run, wait: bool, store: rundir.Store, trainer: Trainer, progre
         # Re-read under the lock: another process may have finished it meanwhile.
         if _skip_if_terminal(run, store, progress, outcome, fresh=False):
             return True
-        src = None if d.exists() and any(d.iterdir()) else rundir.find_identical(
-            store.roots, run.seed, run.hash, exclude=[root / run.rel for root in store.roots])
+        src = None if d.exists() and any(d.iterdir()) else store.identical(run.rel, run.seed, run.hash)
         if src is not None:
             origin = next(src.relative_to(r).as_posix() for r in store.roots if src.is_relative_to(r))
             rundir.copy_run(src, d, origin)

@@ -383,8 +383,7 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
     rows = []
     for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]:
         st = results.state(r.rel)
-        if st == "pending" and rundir.find_identical(results.roots, r.seed, r.hash,
-                                                      exclude=[root / r.rel for root in results.roots]):
+        if st == "pending" and results.identical(r.rel, r.seed, r.hash):
             st = "copy"  # a finished run with the same config elsewhere (another ablation): copied, not trained
         model = r.cfg.model.name
         if model not in speeds:
