@@ -8,10 +8,10 @@ from repro.ablation import plan
 from repro.models import make_config
 
 
-def _finished(root: Path, model: str, epochs: float, wall: float, name: str) -> None:
+def _finished(root: Path, model: str, epochs: float, wall: float, name: str, precision: str = "fp32") -> None:
     d = root / "other" / "arm" / name
     d.mkdir(parents=True)
-    rundir.write_config(d, make_config(model, {"data.holdout": 64}))
+    rundir.write_config(d, make_config(model, {"data.holdout": 64, "runtime.precision": precision}))
     rundir.write_summary(d, {"status": rundir.FINISHED, "epochs_run": epochs, "wall_seconds": wall})
 
 
@@ -57,3 +57,17 @@ def test_a_run_finished_by_another_ablation_shows_as_copy_and_costs_nothing(tmp_
     line = _estimate_line(rows)
     assert "1 run(s) marked copy" in line
     assert f"for {len(rows) - 1} run(s)" in line  # the copy is not counted as time left
+
+
+def test_bf16_runs_are_estimated_from_bf16_runs_once_one_has_finished(tmp_path):
+    spec = spec_file.load("precision")
+    results = tmp_path / "results"
+    _finished(results, "alexnet-cifar", 10.0, 400.0, "0-abc")  # fp32: 40 s/epoch
+    by_arm = {r["arm"]: r for r in plan.dry_run_rows(spec, "cifar", [0], {}, results)}
+    assert by_arm["bf16"]["estimate_s"] == 30 * 40.0  # no bf16 run yet: the model's speed
+    _finished(results, "alexnet-cifar", 10.0, 200.0, "1-abc", precision="bf16")  # 20 s/epoch
+    rows = plan.dry_run_rows(spec, "cifar", [0], {}, results)
+    by_arm = {r["arm"]: r for r in rows}
+    assert by_arm["bf16"]["estimate_s"] == 30 * 20.0
+    assert by_arm["fp32"]["estimate_s"] == 30 * 40.0  # fp32 runs keep fp32's speed
+    assert "alexnet-cifar (bf16): 20 s/epoch, median of 1" in _estimate_line(rows)

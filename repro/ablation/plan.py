@@ -385,29 +385,33 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
         st = results.state(r.rel)
         if st == "pending" and results.identical(r.rel, r.seed, r.hash):
             st = "copy"  # a finished run with the same config elsewhere (another ablation): copied, not trained
-        model = r.cfg.model.name
-        if model not in speeds:
-            speeds[model] = measured_speed(results, model)
+        model, precision = r.cfg.model.name, r.cfg.runtime.precision
+        label = model if precision == "fp32" else f"{model} ({precision})"
+        if label not in speeds:  # bf16 trains ~1.3-2x faster: its own runs' speed, else the model's
+            speeds[label] = measured_speed(results, model, precision) or measured_speed(results, model)
         rows.append({"ablation": spec.name, "stage": r.stage, "arm": r.arm, "seed": r.seed,
                      "grid": "" if r.grid_value is None else f"{r.grid_key.split('.')[-1]}={r.grid_value:g}",
                      "hash": r.hash, "state": st, "dir": str(results.find(r.rel)),
-                     "estimate_s": _seconds_left(r, st, results, speeds[model]), "model": model,
-                     "speed": speeds[model]})
+                     "estimate_s": _seconds_left(r, st, results, speeds[label]), "model": label,
+                     "speed": speeds[label]})
     for arm in waiting_arms(spec, seeds, chosen):
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
                      "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None})
     return rows
 
 
-def measured_speed(results: rundir.Store | Path, model: str) -> tuple[float, int] | None:
-    """(median seconds per epoch, number of runs) over the finished runs of `model` in the
-    store's roots, training and evaluation included; None if there is none yet."""
+def measured_speed(results: rundir.Store | Path, model: str, precision: str | None = None) -> tuple[float, int] | None:
+    """(median seconds per epoch, number of runs) over the finished runs of `model` (and of
+    `precision`, if given) in the store's roots, training and evaluation included; None if
+    there is none yet."""
     per_epoch = []
     for root in rundir.as_store(results).roots:
         for summary in sorted(Path(root).glob("**/summary.json")):
             s = rundir.read_json(summary)
             cfg = rundir.run_config(summary.parent)
             if not s or s.get("status") not in rundir.DONE or cfg is None or cfg.model.name != model:
+                continue
+            if precision is not None and cfg.runtime.precision != precision:
                 continue
             epochs, wall = records.number(s.get("epochs_run")), records.number(s.get("wall_seconds"))
             if epochs > 0 and wall > 0:
