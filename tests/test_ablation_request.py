@@ -78,7 +78,8 @@ def test_for_run_keeps_what_decides_the_hash_and_where_it_lies():
                         reports_dir="p", overrides={"lr": "0.01"}, quiet=True, jobs=4, plan=True)
     one = r.for_run("on/0-abc")
     assert one.to_args() == ["all", "--scale", "smoke", "--seeds", "2", "--epochs", "3", "--data-dir", "/d",
-                             "--device", "cpu", "--results", "r", "--set", "lr=0.01", "--only", "on/0-abc"]
+                             "--device", "cpu", "--results", "r", "--reports", "p", "--set", "lr=0.01",
+                             "--only", "on/0-abc"]  # --reports: where a real-data run's record is published
     assert one.command().startswith("repro ablate all --scale smoke")
     assert dataclasses.replace(one, only=None).to_args()[-1] == "lr=0.01"
 

@@ -67,11 +67,12 @@ class AblationRequest:
         return dict(self.overrides)
 
     def for_run(self, selector: str) -> AblationRequest:
-        """The request that trains one run of this one: the settings that decide its hash and
-        where its directory lies, and `--only selector`; nothing else."""
+        """The request that trains one run of this one: the settings that decide its hash, where
+        its directory lies and where its record is published (`--reports`: real-data runs
+        publish into `<reports>/records/`, which also counts as done), and `--only selector`."""
         return AblationRequest(self.name, scale=self.scale, seeds=self.seeds, epochs=self.epochs,
                                data_dir=self.data_dir, device=self.device, results_dir=self.results_dir,
-                               overrides=self.overrides, only=(selector,))
+                               reports_dir=self.reports_dir, overrides=self.overrides, only=(selector,))
 
     def to_args(self) -> list[str]:
         """`repro ablate` arguments (after `ablate`) that parse back to this request."""
