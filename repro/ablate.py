@@ -205,7 +205,8 @@ def _print_rows(console: Console, rows: list[dict[str, Any]], title: str) -> Non
     table = Table(title=title)
     for col in ("ablation", "stage", "arm", "seed", "grid", "hash", "state", "left", "dir"):
         table.add_column(col)
-    colours = {"done": "green", "copy": "green", "diverged": "red", "running": "yellow", "partial": "yellow"}
+    colours = {"done": "green", "copy": "green", "outrun": "green", "diverged": "red", "running": "yellow",
+               "partial": "yellow"}
     for row in rows:
         st = row["state"]
         table.add_row(*(str(row[c]) for c in ("ablation", "stage", "arm", "seed", "grid", "hash")),
@@ -225,7 +226,7 @@ def _estimate_line(rows: list[dict[str, Any]]) -> str:
     copies = sum(r["state"] == "copy" for r in rows)
     shared = (f"; {copies} run(s) marked copy are finished runs of another ablation (same config hash), "
               "copied, not trained") if copies else ""
-    left = [r for r in rows if r["state"] not in ("done", "diverged", "copy")]
+    left = [r for r in rows if r["state"] not in ("done", "diverged", "outrun", "copy")]
     if not left:
         return "nothing left to train" + shared
     known = [r["estimate_s"] for r in left if r["estimate_s"] is not None]

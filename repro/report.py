@@ -37,6 +37,7 @@ from repro.spec_file import AblationSpec, Claim
 from repro.stats import Effect, measure
 
 DONE = rundir.DONE
+TRAINED = rundir.TERMINAL  # every run that trained to its end: done, diverged or outrun
 RECORDS = "records"  # under the reports folder: the committed run records
 SMOKE_REPORTS = "smoke-reports"  # under the results folder: where smoke reports go
 SMOKE_BANNER = "> **Smoke scale: synthetic data, tiny budget — these numbers are not comparable to the paper.**"
@@ -180,7 +181,7 @@ def fingerprint_lines(done: pd.DataFrame) -> tuple[str, list[str]]:
 
 
 def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[str]]:
-    done = runs[runs["status"].isin(DONE + ("diverged",))].drop_duplicates("dir")
+    done = runs[runs["status"].isin(TRAINED)].drop_duplicates("dir")
     datasets = sorted({(r["dataset"], (r["dataset_sha256"] or "")[:12], r["synthetic"])
                        for _, r in done.iterrows() if r["dataset"]}, key=str)
     ds_text = "; ".join(f"{n} (sha256 {h or '?'}…{', synthetic' if syn else ''})" for n, h, syn in datasets) or "?"
@@ -329,7 +330,7 @@ def build(name: str | AblationSpec, results_dir: str | os.PathLike = "results", 
     if manifest is None:
         raise ReproError(f"no runs of {spec.name}{at} in {places}: run `repro ablate {spec.name}` first")
     runs = records.collect(spec, manifest, where)
-    if not runs["status"].isin(DONE + ("diverged",)).any():
+    if not runs["status"].isin(TRAINED).any():
         raise ReproError(f"no finished runs of {spec.name}{at} in {places} yet: run `repro ablate {spec.name}`")
     rows, covered = [], set()
     for c in spec.claims_for(manifest["scale"]):
@@ -554,6 +555,9 @@ def _selection_section(spec: AblationSpec, runs: pd.DataFrame, sel: Mapping) -> 
     out = ["## Selection", "",
            f"`{key}` chosen per arm on seed {min(sr['seed']) if len(sr) else '?'}: {rule}.", "",
            _md_table(pd.DataFrame(rows)), ""]
+    if (sr["status"] == rundir.OUTRUN).any():
+        out += ["*outrun*: stopped at the end of the first epoch by which another value of its arm had already "
+                "reached the target, so it could no longer be chosen (its ≥ epochs are where it stopped).", ""]
     for arm in spec.training_arms:
         grid = sorted(float(g) for g in sr.loc[sr["arm"] == arm, "grid"])
         c = chosen.get(arm)

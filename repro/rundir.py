@@ -7,7 +7,7 @@
         dataset.json     which data: name, sizes, checksum of the arrays, synthetic or not
         metrics.jsonl    one row per epoch (errors are fractions)
         checkpoint.pt    the trainer's resume state (written and read by repro.train)
-        summary.json     written last; its status is finished | target-reached | diverged
+        summary.json     written last; its status is finished | target-reached | diverged | outrun
         reused_from.txt  present when the run was copied from an identical run
     <run dir>.lock       a file lock, held by the process training the run
 
@@ -50,9 +50,10 @@ RECORD_FILES = (CONFIG, ENV, DATASET, METRICS, SUMMARY, REUSED_FROM)  # what a c
 RECORDS_DIR = "records"  # under the reports folder
 
 FINISHED, TARGET_REACHED, DIVERGED = "finished", "target-reached", "diverged"
-DONE = (FINISHED, TARGET_REACHED)  # summary statuses of a run that counts
-TERMINAL = (*DONE, DIVERGED)  # summary statuses of a run that is never trained again
-STATES = ("done", "diverged", "running", "partial", "pending")  # what `state` answers
+OUTRUN = "outrun"  # a selection run stopped once a rival grid value had reached the target sooner
+DONE = (FINISHED, TARGET_REACHED)  # summary statuses of a run that counts (and may be copied)
+TERMINAL = (*DONE, DIVERGED, OUTRUN)  # summary statuses of a run that is never trained again
+STATES = ("done", "diverged", "outrun", "running", "partial", "pending")  # what `state` answers
 
 
 def dir_name(seed: int, config_hash: str) -> str:
@@ -194,12 +195,12 @@ def is_locked(run_dir: Path) -> bool:
 
 
 def state(run_dir: Path) -> str:
-    """done | diverged | running (locked by a live process) | partial | pending."""
+    """done | diverged | outrun | running (locked by a live process) | partial | pending."""
     st = status(run_dir)
     if st in DONE:
         return "done"
-    if st == DIVERGED:
-        return "diverged"
+    if st in (DIVERGED, OUTRUN):
+        return st
     if is_locked(run_dir):
         return "running"
     if checkpoint_path(run_dir).exists() or has_metrics(run_dir):

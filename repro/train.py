@@ -6,8 +6,8 @@ A run directory (its files: repro.rundir) holds everything needed to trust and t
 a run: the resolved config, the environment, the dataset's identity, one metrics row per
 evaluation (every `eval_every` epochs, and one at epoch 0: repro.evaluation), a checkpoint
 (model, optimizer, scheduler, every RNG state, epoch, the metrics so far) and, written last,
-a summary whose status is finished | target-reached | diverged, with the test-set figures
-of the one evaluation of the test set, at the end.
+a summary whose status is finished | target-reached | diverged | outrun, with the test-set
+figures of the one evaluation of the test set, at the end.
 
 The checkpoint is written atomically at the end of every epoch (and at the evaluation that
 reaches a target), and everything random in an epoch (order, crops, flips, colour noise) is
@@ -117,10 +117,14 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 
 def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = False,
-        on_step: Callable[[int, int], None] | None = None) -> dict:
+        on_step: Callable[[int, int], None] | None = None,
+        stop_at: Callable[[], float | None] | None = None) -> dict:
     """Train one run in run directory `out` and return its summary (see module docstring).
 
     `quiet` hides the progress bar; with `log`, a quiet run prints one line per epoch.
+    `stop_at` (a selection run, one process): the epochs a rival grid run needed to reach the
+    target, or None; asked at the end of each epoch, and once this run has trained that long
+    without reaching the target it stops, status outrun: it can no longer be chosen.
     Returns a stored summary at once if the run already finished; resumes from
     `checkpoint.pt` if one exists; raises DivergedError (after recording the run as
     diverged) if the loss becomes non-finite, and again on a rerun of a diverged run.
@@ -141,6 +145,7 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     wall0 = time.perf_counter()
     progress = _Progress(quiet or not s.lead, log and s.lead, f"{cfg.model.name} seed {cfg.seed}", total_steps,
                          s.step)
+    outrun = None
     try:
         if not history:
             history.append(_evaluation_row(s, 0, None, 0.0))  # epoch 0: the net as initialised
@@ -154,12 +159,15 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
                 rundir.write_metrics(out, history)
             if reached or _should_stop(cfg, history[-1], drops):
                 break
+            if (outrun := _outrun(s, stop_at, history[-1])) is not None:
+                break
     except _Diverged as d:
         _record_divergence(s, history, d, wall0)
     finally:
         progress.close()
-    status = rundir.TARGET_REACHED if _target_reached(cfg, history[-1]) else rundir.FINISHED
-    return _finish(s, status, history, wall0)
+    status = (rundir.TARGET_REACHED if _target_reached(cfg, history[-1]) else
+              rundir.OUTRUN if outrun is not None else rundir.FINISHED)
+    return _finish(s, status, history, wall0, {} if outrun is None else {"outrun_at": outrun})
 
 
 @dataclass
@@ -393,9 +401,15 @@ def _record_divergence(s: _Session, history: list[dict], d: _Diverged, wall0: fl
                         f"recorded in {s.out / rundir.SUMMARY}. Lower the lr (--set lr=...).") from None
 
 
-def _finish(s: _Session, status: str, history: list[dict], wall0: float) -> dict:
+def _outrun(s: _Session, stop_at: Callable[[], float | None] | None, row: dict) -> float | None:
+    """A rival's epochs to target, once this run has trained that long without reaching it."""
+    bound = stop_at() if stop_at is not None and s.world == 1 else None
+    return bound if bound is not None and row["epoch"] >= bound else None
+
+
+def _finish(s: _Session, status: str, history: list[dict], wall0: float, extra: dict | None = None) -> dict:
     """The once-per-run test evaluation, then summary.json, written last."""
-    summary = _summary(s.cfg, status, history, s.evaluator.test(s.net), wall0)
+    summary = _summary(s.cfg, status, history, s.evaluator.test(s.net), wall0) | (extra or {})
     if s.lead:
         rundir.write_metrics(s.out, history)
         rundir.write_summary(s.out, summary)

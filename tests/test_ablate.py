@@ -17,7 +17,7 @@ import pytest
 from filelock import FileLock
 from rich.console import Console
 
-from repro import ablate, report, spec_file
+from repro import ablate, report, rundir, spec_file
 from repro.ablation import plan
 from repro.errors import ConfigError
 from tests.fixtures import fake_trainer
@@ -281,6 +281,28 @@ def test_identical_run_of_another_ablation_is_copied(tmp_path):
     assert len(copied) == 2 and all((p / "reused_from.txt").exists() for p in copied)
     assert not any((p / "checkpoint.pt").exists() for p in copied)
     assert "shared with other ablations" in (tmp_path / "results" / "smoke-reports" / "gpus.md").read_text()
+
+
+def test_selection_runs_that_can_no_longer_be_chosen_stop_and_the_choice_stands(tmp_path, monkeypatch):
+    """Selection by the fewest epochs to the target: each arm's grid trains largest lr first,
+    and a run that has trained as long as a rival needed without reaching the target stops
+    (outrun). The toy model's relu lr 0.004 crosses 25% at ~1.5 epochs; 0.002 would at ~2.6,
+    so it stops at the end of epoch 2. Neither tanh value crosses inside its cap: both run out."""
+    log = tmp_path / "train.log"
+    monkeypatch.setenv("FAKE_TRAIN_LOG", str(log))
+    _ablate("activation", tmp_path)
+    results = tmp_path / "results"
+    sel = {(r.arm, r.grid_value): r for r in plan.selection_runs(spec_file.load("activation"), "smoke", [0, 1], {})}
+    fast, slow = (rundir.read_summary(results / sel["relu", v].rel) for v in (0.004, 0.002))
+    assert fast["status"] == "target-reached" and 1 < fast["epochs_to_target"] < 2
+    assert slow["status"] == "outrun" and slow["epochs_run"] == 2.0 and slow["outrun_at"] == fast["epochs_to_target"]
+    assert [rundir.read_summary(results / sel["tanh", v].rel)["status"] for v in (0.002, 0.004)] == ["finished"] * 2
+    order = [h for _, h, _ in _log(log)]
+    assert order.index(sel["relu", 0.004].hash) < order.index(sel["relu", 0.002].hash)  # largest lr first
+    manifest = json.loads((results / "activation" / "manifest-smoke.json").read_text())
+    assert manifest["selection"]["chosen"] == {"relu": 0.004, "tanh": 0.004}
+    text = (results / "smoke-reports" / "activation.md").read_text()
+    assert "| outrun " in text and "*outrun*: stopped at the end of the first epoch" in text
 
 
 def test_dry_run_lists_runs_and_states(tmp_path):

@@ -137,7 +137,8 @@ def test_plan_commands_create_exactly_the_pending_runs(tmp_path, monkeypatch, on
     lines = text.splitlines()
     commands = [x for x in lines if not x.startswith("#")]
     assert lines[:len(commands)] == commands  # commands first: lines 1..K for an array job
-    assert [shlex.split(c)[-1] for c in commands] == [plan.selector(r) for r in (sel[0], sel[2], sel[3])]
+    # each arm's grid largest lr first (plan.execution_order), so that runs that cannot win can stop
+    assert [shlex.split(c)[-1] for c in commands] == [plan.selector(r) for r in (sel[0], sel[3], sel[2])]
     assert any("running in another process" in x and sel[1].label in x for x in lines)
     assert any("main-seed commands (seeds 0-1) appear after the selection runs" in x for x in lines)
     assert lines[-1] == f"# after all runs: repro report activation --scale smoke {' '.join(where)}"

@@ -682,3 +682,28 @@ def test_cifar10_smoke(tmp_path, cifar10_root):
     assert math.isfinite(row["train_loss"]) and 0 <= s["test_error"] <= 1
     ds = json.loads((tmp_path / "dataset.json").read_text())
     assert ds["synthetic"] is False and ds["train_size"] == 512 and ds["test_size"] == 10_000
+
+
+def test_a_selection_run_stops_once_a_rival_reached_the_target_sooner(tmp_path, monkeypatch):
+    """`stop_at`, asked at the end of each epoch, gives a rival grid run's epochs to target
+    (None until one has): the run stops at the first epoch end at or past it without having
+    reached the target, status outrun, the rival's figure in its summary; never retrained."""
+    _script_evaluator(monkeypatch, train_error=[0.9] * 20)  # never reaches 0.5
+    bounds, asked = iter([None, 2.6, 2.6, 2.6]), []
+    cfg = tiny(data__synthetic_train=64, optim__batch_size=32, lr=0.001, optim__schedule="constant", epochs=6,
+               target_train_error=0.5)
+    s = train.run(cfg, tmp_path, quiet=True, stop_at=lambda: asked.append(1) or next(bounds))
+    assert s["status"] == "outrun" and s["outrun_at"] == 2.6 and s["epochs_run"] == 3.0
+    assert len(asked) == 3 and [x["epoch"] for x in rows(tmp_path)] == [0, 1, 2, 3]  # epoch 2 < 2.6: trained on
+    assert train.run(cfg, tmp_path, quiet=True) == s  # terminal: the stored summary, nothing trained
+
+
+def test_outrun_only_once_past_the_bound_and_never_after_reaching_the_target(tmp_path, monkeypatch):
+    _script_evaluator(monkeypatch, train_error=[0.9, 0.8, 0.4] + [0.9] * 10)  # reaches 0.5 at epoch 2
+    cfg = tiny(data__synthetic_train=64, optim__batch_size=32, lr=0.001, optim__schedule="constant", epochs=6,
+               target_train_error=0.5)
+    s = train.run(cfg, tmp_path, quiet=True, stop_at=lambda: 0.5)  # a rival reached it at 0.5 epochs
+    assert s["status"] == "outrun" and s["epochs_run"] == 1.0  # at epoch 1, past 0.5 without reaching it
+    _script_evaluator(monkeypatch, train_error=[0.9, 0.4] + [0.9] * 10)
+    s = train.run(cfg, tmp_path / "b", quiet=True, stop_at=lambda: 1.5)
+    assert s["status"] == "target-reached" and "outrun_at" not in s

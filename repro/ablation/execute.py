@@ -184,17 +184,19 @@ def _run_one(run: Run, wait: bool, store: rundir.Store, trainer: Trainer, progre
             outcome.reused += 1
             progress.finish(run.label, f"same config as {origin}: copied")
             return True
-        _train(run, d, trainer, progress, outcome)
+        _train(run, d, store, trainer, progress, outcome)
         return True
     finally:
         lock.release()
 
 
-def _train(run: Run, d: Path, trainer: Trainer, progress: Any, outcome: Outcome) -> None:
+def _train(run: Run, d: Path, store: rundir.Store, trainer: Trainer, progress: Any, outcome: Outcome) -> None:
     progress.start(run.label)
     t0 = time.monotonic()
+    # a selection run stops once a rival grid value has reached the target sooner (plan.rival_bound)
+    bound = {"stop_at": lambda: plan.rival_bound(store, run.rivals)} if run.rivals else {}
     try:
-        s = trainer(run.cfg, d, quiet=True, on_step=progress.step)
+        s = trainer(run.cfg, d, quiet=True, on_step=progress.step, **bound)
     except DivergedError as e:
         outcome.diverged += 1
         progress.finish(run.label, f"[red]diverged[/] ({e})", trained=True)
@@ -222,6 +224,8 @@ def _brief(s: Mapping[str, Any]) -> str:
             parts.append(f"{name} {100 * v:.1f}%")
     if s.get("epochs_to_target") is not None:
         parts.append(f"target at epoch {s['epochs_to_target']}")
+    if s.get("outrun_at") is not None:
+        parts.append(f"stopped at epoch {s.get('epochs_run')}: a rival reached the target at {s['outrun_at']:.2f}")
     return ", ".join(parts) or "no metrics"
 
 
@@ -285,7 +289,7 @@ def run_stages(runner: Any, spec: AblationSpec, scale: str, seeds: Sequence[int]
         plan.write_manifest(spec, scale, seeds, overrides, results, released)
         return plan.main_runs(spec, scale, seeds, overrides, new)
 
-    runner.execute([*sel, *release()], progress, outcome, then=release)
+    runner.execute(plan.execution_order([*sel, *release()]), progress, outcome, then=release)
     chosen = plan.choose(spec, sel, results)
     for arm, v in chosen.items():
         if v is None:

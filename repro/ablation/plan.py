@@ -28,6 +28,7 @@ lists one command per pending run (`plan_commands`); `--dry-run` shows `dry_run_
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -42,7 +43,7 @@ from repro.config import RunConfig, canonical_key
 from repro.errors import ConfigError
 from repro.spec_file import AblationSpec
 
-state = rundir.state  # done | diverged | running | partial | pending
+state = rundir.state  # done | diverged | outrun | running | partial | pending
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Run:
     stage: str = "main"  # "main" or "selection"
     grid_key: str | None = None  # selection: the config key the grid sets
     grid_value: float | None = None
+    rivals: tuple[Path, ...] = ()  # selection by epochs to target: the arm's other grid runs (rel)
 
     @property
     def hash(self) -> str:
@@ -120,12 +122,52 @@ def selection_seed(spec: AblationSpec, seeds: Sequence[int]) -> int:
 
 
 def selection_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any]) -> list[Run]:
-    """Every grid value of every arm, on the selection seed (none without a [selection] table)."""
+    """Every grid value of every arm, on the selection seed (none without a [selection] table).
+    Where the fewest epochs to the target choose, each run knows its arm's other grid runs
+    (`rivals`): once one of them has reached the target, a run that has trained as long
+    without reaching it cannot be chosen, and stops (status outrun; repro.train `stop_at`)."""
     if spec.selection is None:
         return []
     key, seed = spec.selection.key, selection_seed(spec, seeds)
-    return [Run(spec.name, arm, seed, spec.config(arm, scale, seed, v, overrides), "selection", key, v)
+    runs = [Run(spec.name, arm, seed, spec.config(arm, scale, seed, v, overrides), "selection", key, v)
             for arm in spec.training_arms for v in spec.grid(arm, scale)]
+    if spec.selection.by != "epochs_to_target":
+        return runs
+    out = []
+    for r in runs:  # rivals only where the run stops at the very target the choice reads
+        stop = r.cfg.target_train_error
+        exact = stop is not None and (spec.target is None or spec.target == stop)
+        rivals = tuple(x.rel for x in runs if x.arm == r.arm and x is not r) if exact else ()
+        out.append(dataclasses.replace(r, rivals=rivals))
+    return out
+
+
+def execution_order(runs: Sequence[Run]) -> list[Run]:
+    """The order to train `runs` in: each arm's grid runs with rivals largest value first (at a
+    constant lr the larger rates usually reach the target soonest, or diverge at once), so the
+    rest stop sooner; every other run, and the arms, in the order given."""
+    out: list[Run] = []
+    for r in runs:
+        if r.rivals and r.grid_value is not None:
+            i = len(out)  # insert before this arm's smaller values already placed
+            while i and out[i - 1].rivals and out[i - 1].arm == r.arm and out[i - 1].grid_value < r.grid_value:
+                i -= 1
+            out.insert(i, r)
+        else:
+            out.append(r)
+    return out
+
+
+def rival_bound(results: rundir.Store | Path, rivals: Sequence[Path]) -> float | None:
+    """The fewest epochs any of `rivals` took to reach its target; None until one has."""
+    store, best = rundir.as_store(results), None
+    for rel in rivals:
+        s = rundir.read_summary(store.find(rel))
+        if s and s.get("status") == rundir.TARGET_REACHED:
+            e = records.number(s.get("epochs_to_target"))
+            if not math.isnan(e) and (best is None or e < best):
+                best = e
+    return best
 
 
 def _main_seeds(spec: AblationSpec, seeds: Sequence[int]) -> Sequence[int]:
@@ -338,8 +380,8 @@ def plan_commands(spec: AblationSpec, request: AblationRequest, scale: str, seed
     results = store or rundir.Store(Path(request.results_dir))
     sel = selection_runs(spec, scale, seeds, overrides)
     chosen = chosen_so_far(spec, sel, results)
-    commands, comments, counts = [], [], {"done": 0, "diverged": 0, "running": 0}
-    for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]:
+    commands, comments, counts = [], [], {"done": 0, "diverged": 0, "outrun": 0, "running": 0}
+    for r in execution_order([*sel, *main_runs(spec, scale, seeds, overrides, chosen)]):
         st = results.state(r.rel)
         if st in ("pending", "partial"):
             commands.append(request.for_run(selector(r)).command())
@@ -351,7 +393,9 @@ def plan_commands(spec: AblationSpec, request: AblationRequest, scale: str, seed
         comments += _waiting_comments(spec, seeds, sel, chosen, results)
     total = total_runs(spec, scale, seeds)
     comments.append(f"# {spec.name} at scale {scale}: {len(commands)} to run, {counts['running']} running elsewhere, "
-                    f"{counts['done']} done, {counts['diverged']} diverged, of {total} runs")
+                    f"{counts['done']} done, {counts['diverged']} diverged"
+                    + (f", {counts['outrun']} outrun (stopped: could not be chosen)" if counts["outrun"] else "")
+                    + f", of {total} runs")
     return commands, comments
 
 
@@ -425,7 +469,7 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
 
 
 def _seconds_left(run: Run, state: str, results: rundir.Store, speed: tuple[float, int] | None) -> float | None:
-    if state in ("done", "diverged", "copy"):
+    if state in ("done", "diverged", "outrun", "copy"):
         return 0.0
     if speed is None:
         return None
