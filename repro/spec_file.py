@@ -47,6 +47,7 @@ row, tolerance). `repro ablate` expands it into runs; `repro report` checks the 
     [scales.smoke]                              # all three scales are required
     model = "cifar-11pct"
     seeds = 2
+    extended = "from 5, after ..."              # optional: seeds raised after a look (printed)
     [scales.smoke.set]                          # data and budget for this scale
     "data.dataset" = "synthetic"
     "data.holdout" = 64
@@ -154,6 +155,7 @@ class Scale:
     set: dict[str, Any] = field(default_factory=dict)
     arms: dict[str, ScaleArm] = field(default_factory=dict)
     notes: str = ""
+    extended: str = ""  # seeds raised after a look at the results (a sequential extension): how and why
 
 
 @dataclass(frozen=True)
@@ -473,7 +475,7 @@ ARM_KEYS = ("about", "set", "grid", "evaluate")
 EVALUATE_KEYS = ("of", "views")
 CLAIM_KEYS = ("arm", "against", "metric", "test", "unit", "kind", "paper", "direction", "tolerance", "margin",
               "section", "quote", "source", "note", "scales")
-SCALE_KEYS = ("model", "seeds", "set", "arms", "notes")
+SCALE_KEYS = ("model", "seeds", "set", "arms", "notes", "extended")
 SCALE_ARM_KEYS = ("set", "grid")
 SELECTION_KEYS = ("key", "by", "seed")
 
@@ -583,7 +585,7 @@ def _parse_scales(top: _Table, path: str, arms: Mapping[str, Arm], selection: Se
             if grid is not None and selection is None:
                 raise at.error("grid", "needs a [selection] table saying which key the grid sets")
             sarms[arm_name] = ScaleArm(at.deltas("set"), grid)
-        scales[s] = Scale(s, model, seeds, t.deltas("set"), sarms, t.text("notes", ""))
+        scales[s] = Scale(s, model, seeds, t.deltas("set"), sarms, t.text("notes", ""), t.text("extended", ""))
     return scales
 
 

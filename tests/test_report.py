@@ -532,3 +532,18 @@ def test_figure_1s_cap_check_says_whether_twice_the_papers_ratio_fits_under_the_
     line = next(x for x in text.splitlines() if x.startswith("Cap check (tanh vs relu)"))
     assert f"cap of 150 epochs is {150 / crossing:.1f}x" in line and f"({crossing:.2f} epochs)" in line
     assert ("would still be measured" in line) == enough and ("raise it" in line) == (not enough)
+
+
+def test_a_sequential_extension_is_flagged_beside_the_claims(tmp_path):
+    """A scale's `extended` (seeds raised after a look at the results) is printed under the
+    claims with what it does to the intervals; a spec without one prints nothing of the kind."""
+    text = (REPO / "ablations" / "lrn.toml").read_text()
+    assert 'extended = "from 5 to 15' in text
+    spec = spec_file.loads(text.replace("[scales.smoke]\n", '[scales.smoke]\nextended = "from 1 to 2, after a look"\n'),
+                           "ablations/lrn.toml", "lrn")
+    assert spec.scales["smoke"].extended == "from 1 to 2, after a look"
+    lines = report._extension_note(spec, "smoke")
+    assert lines[0].startswith("> **Sequential extension:**") and "(from 1 to 2, after a look)" in lines[0]
+    assert "coverage is somewhat below" in lines[0]
+    assert report._extension_note(spec_file.load("pooling"), "cifar") == []
+    assert "> **Sequential extension:** the seed count was raised" in (REPO / "reports" / "lrn.md").read_text()
