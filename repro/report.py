@@ -447,7 +447,8 @@ def _extension_note(spec: AblationSpec, scale: str) -> list[str]:
     text = spec.scales[scale].extended if scale in spec.scales else ""
     if not text:
         return []
-    return [f"> **Sequential extension:** the seed count was raised after a look at the results ({' '.join(text.split())}). "
+    why = " ".join(text.split())
+    return [f"> **Sequential extension:** the seed count was raised after a look at the results ({why}). "
             "The intervals above are computed as if the count had been fixed in advance, so their coverage is "
             "somewhat below the stated level.", ""]
 
