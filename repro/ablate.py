@@ -229,14 +229,17 @@ def _estimate_line(rows: list[dict[str, Any]]) -> str:
     left = [r for r in rows if r["state"] not in ("done", "diverged", "outrun", "copy")]
     if not left:
         return "nothing left to train" + shared
+    waiting = sum(r["grid"] == "after selection" for r in left)  # one row per arm, seeds not yet known
     known = [r["estimate_s"] for r in left if r["estimate_s"] is not None]
     speeds = sorted({(r["model"], r["speed"]) for r in left if r["speed"] is not None})
     basis = "; ".join(f"{m}: {s:.0f} s/epoch, median of {n} finished run(s)" for m, (s, n) in speeds)
-    unknown = len(left) - len(known)
+    unknown = len(left) - len(known) - waiting
     text = (f"estimated time left: at most {_duration(sum(known))} of one process for {len(known)} run(s)"
             f" ({basis}; runs that stop at a target take less)" if known else "estimated time left: unknown")
     if unknown:
         text += f"; {unknown} run(s) without a measured speed (no finished run of their model yet)"
+    if waiting:
+        text += f"; the main seeds of {waiting} arm(s) wait for their selection runs (not counted)"
     return text + shared
 
 

@@ -70,4 +70,22 @@ def test_bf16_runs_are_estimated_from_bf16_runs_once_one_has_finished(tmp_path):
     by_arm = {r["arm"]: r for r in rows}
     assert by_arm["bf16"]["estimate_s"] == 30 * 20.0
     assert by_arm["fp32"]["estimate_s"] == 30 * 40.0  # fp32 runs keep fp32's speed
-    assert "alexnet-cifar (bf16): 20 s/epoch, median of 1" in _estimate_line(rows)
+    assert "alexnet-cifar (bf16, evaluated every 1 epochs): 20 s/epoch, median of 1" in _estimate_line(rows)
+
+
+def test_runs_are_estimated_from_runs_evaluated_as_often_and_waiting_arms_are_not_counted(tmp_path):
+    spec = spec_file.load("activation")  # cifar: evaluated every half epoch; main seeds wait for selection
+    results = tmp_path / "results"
+    _finished(results, "cifar-80sec", 10.0, 100.0, "0-abc")  # evaluated once an epoch: 10 s/epoch
+    rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
+    sel = [r for r in rows if r["stage"] == "selection"]
+    assert sel and all(r["speed"] == (10.0, 1) and r["model"] == "cifar-80sec (fp32)" for r in sel)
+    d = results / "other" / "arm" / "1-abc"  # one evaluated every half epoch, as these runs are: 30 s/epoch
+    d.mkdir(parents=True)
+    rundir.write_config(d, make_config("cifar-80sec", {"data.holdout": 64, "eval_every": 0.5}))
+    rundir.write_summary(d, {"status": rundir.FINISHED, "epochs_run": 10.0, "wall_seconds": 300.0})
+    rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
+    assert all(r["speed"] == (30.0, 1) for r in rows if r["stage"] == "selection")
+    line = _estimate_line(rows)
+    assert "the main seeds of 2 arm(s) wait for their selection runs (not counted)" in line
+    assert "without a measured speed" not in line

@@ -429,25 +429,38 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
         st = results.state(r.rel)
         if st == "pending" and results.identical(r.rel, r.seed, r.hash):
             st = "copy"  # a finished run with the same config elsewhere (another ablation): copied, not trained
-        model, precision = r.cfg.model.name, r.cfg.runtime.precision
-        label = model if precision == "fp32" else f"{model} ({precision})"
-        if label not in speeds:  # bf16 trains ~1.3-2x faster: its own runs' speed, else the model's
-            speeds[label] = measured_speed(results, model, precision) or measured_speed(results, model)
+        label, speed = _speed_for(results, r.cfg, speeds)
         rows.append({"ablation": spec.name, "stage": r.stage, "arm": r.arm, "seed": r.seed,
                      "grid": "" if r.grid_value is None else f"{r.grid_key.split('.')[-1]}={r.grid_value:g}",
                      "hash": r.hash, "state": st, "dir": str(results.find(r.rel)),
-                     "estimate_s": _seconds_left(r, st, results, speeds[label]), "model": label,
-                     "speed": speeds[label]})
+                     "estimate_s": _seconds_left(r, st, results, speed), "model": label, "speed": speed})
     for arm in waiting_arms(spec, seeds, chosen):
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
                      "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None})
     return rows
 
 
-def measured_speed(results: rundir.Store | Path, model: str, precision: str | None = None) -> tuple[float, int] | None:
+def _speed_for(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[float, int] | None]
+               ) -> tuple[str, tuple[float, int] | None]:
+    """(label, speed) for a run like `cfg`: measured on finished runs of its model with its
+    precision and evaluation frequency (bf16 trains ~1.3-2x faster; four evaluations an epoch
+    cost ~50% more), else with its precision, else of its model at all."""
+    model, precision, every = cfg.model.name, cfg.runtime.precision, cfg.eval_every
+    for label, kw in ((f"{model} ({precision}, evaluated every {every:g} epochs)",
+                       {"precision": precision, "eval_every": every}),
+                      (f"{model} ({precision})", {"precision": precision}), (model, {})):
+        if label not in cache:
+            cache[label] = measured_speed(results, model, **kw)
+        if cache[label] is not None:
+            return label, cache[label]
+    return model, None
+
+
+def measured_speed(results: rundir.Store | Path, model: str, precision: str | None = None,
+                   eval_every: float | None = None) -> tuple[float, int] | None:
     """(median seconds per epoch, number of runs) over the finished runs of `model` (and of
-    `precision`, if given) in the store's roots, training and evaluation included; None if
-    there is none yet."""
+    `precision` and `eval_every`, where given) in the store's roots, training and evaluation
+    included; None if there is none yet."""
     per_epoch = []
     for root in rundir.as_store(results).roots:
         for summary in sorted(Path(root).glob("**/summary.json")):
@@ -455,7 +468,8 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
             cfg = rundir.run_config(summary.parent)
             if not s or s.get("status") not in rundir.DONE or cfg is None or cfg.model.name != model:
                 continue
-            if precision is not None and cfg.runtime.precision != precision:
+            if (precision is not None and cfg.runtime.precision != precision) or (
+                    eval_every is not None and cfg.eval_every != eval_every):
                 continue
             epochs, wall = records.number(s.get("epochs_run")), records.number(s.get("wall_seconds"))
             if epochs > 0 and wall > 0:
