@@ -39,6 +39,10 @@ def test_picks_skip_claimed_runs_and_configs_claimed_under_another_ablation(tmp_
     assert _pick(queue) == f"bash {fake} B --only x/1-ccc"
     assert _pick(queue) == "WAIT"  # nothing free, but claimed runs are still to finish
     assert len((queue / "claims.txt").read_text().splitlines()) == 3
+    (queue / "claims.txt").write_text("")  # as if all three ended, x/1-ccc with an error
+    (queue / "failed.txt").write_text(f"bash {fake} B --only x/1-ccc\n")
+    assert [_pick(queue) for _ in range(4)] == [f"bash {fake} B --only on/0-aaa", f"bash {fake} A --only off/0-bbb",
+                                                 "WAIT", "WAIT"]  # the failed job is not picked again
     for name in ("A", "B"):
         (tmp_path / f"{name}.plan").write_text("# nothing to run\n")
     assert _pick(queue) == ""  # every plan empty: the workers stop

@@ -15,19 +15,24 @@
 # (a run another process is training is not pending); the first one not in QUEUE_DIR/claims.txt
 # is claimed there and trained with `--only`, and its claim removed when it ends. A run whose
 # seed and config hash are claimed under another ablation is left until that one is done, then
-# copied (`repro ablate` copies identical finished runs), never trained twice. After a crash,
-# delete claims.txt before starting the workers again; runs resume from their checkpoints.
+# copied (`repro ablate` copies identical finished runs), never trained twice. A job that exits
+# non-zero is listed in QUEUE_DIR/failed.txt and not picked again (delete the line to retry).
+# After a crash, delete claims.txt before starting the workers again; runs resume from their
+# checkpoints.
 set -u
 
 pick() {  # print the next claimed job, or WAIT (runs still to come), or nothing (all done)
   local dir=$1 more=0 entry line filter plan sel
-  touch "$dir/claims.txt"
+  touch "$dir/claims.txt" "$dir/failed.txt"
   while read -r entry; do
     [ -z "$entry" ] && continue
     line=${entry%% @ *}; filter=.
     [ "$line" != "$entry" ] && filter=${entry#* @ }
     plan=$(bash -c "$line --plan" 2>/dev/null)
     for sel in $(grep -v '^#' <<<"$plan" | sed -n 's/.* --only //p' | grep -E -- "$filter"); do
+      if grep -qxF -- "$line --only $sel" "$dir/failed.txt"; then
+        continue  # failed once: left for a person to look at
+      fi
       if ! sed 's|.*/||' "$dir/claims.txt" | grep -qxF -- "${sel##*/}"; then
         echo "$line --only $sel" >> "$dir/claims.txt"
         echo "$line --only $sel"
@@ -50,7 +55,9 @@ while true; do
   if [ "$job" = WAIT ]; then sleep "${WORKER_WAIT_S:-60}"; continue; fi
   echo "=== worker $name: $job $(date -Is)"
   bash -c "$job --quiet"
-  echo "=== worker $name: rc=$? $(date -Is)"
+  rc=$?
+  echo "=== worker $name: rc=$rc $(date -Is)"
+  [ "$rc" = 0 ] || flock "$dir/picker.lock" bash -c 'echo "$1" >> "$2"' _ "$job" "$dir/failed.txt"
   flock "$dir/picker.lock" python3 - "$dir/claims.txt" "$job" <<'EOF'
 import pathlib, sys
 p, job = pathlib.Path(sys.argv[1]), sys.argv[2]
