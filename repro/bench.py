@@ -19,6 +19,9 @@ rate is the median over the repetitions.
    norm1 input, each split into its two columns: ours vs torch.nn.LocalResponseNorm.
 3. `layout`: max-pooling, the grouped column convolution and the loader (batch plus the
    NHWC copy) in channels_last over NCHW: the layout must not slow them down.
+4. `imagenet` (opt-in, `--imagenet BATCH`: minutes per step on a small CPU): the paper's
+   AlexNet (two columns, 224x224 inputs, 1000 classes), forward + backward + PaperSGD step on
+   one pre-made batch, fp32 NCHW, fp32 channels_last and bf16 channels_last, interleaved.
 """
 
 from __future__ import annotations
@@ -177,6 +180,51 @@ def _harness_step(cfg: RunConfig, ds, device: torch.device) -> Callable[[], int]
     return step
 
 
+NUMERICS = (("fp32", False), ("fp32", True), ("bf16", True))  # the settings `imagenet` times
+
+
+def imagenet_step(device: torch.device, seconds: float, batch: int) -> dict:
+    """AlexNet's own step at ImageNet shape under each of NUMERICS (img/s), and their ratios
+    to fp32 NCHW. Synthetic inputs: the step's cost does not depend on the pixels."""
+    cfg = make_config("alexnet", {"optim.batch_size": batch})
+    torch.manual_seed(0)
+    side = cfg.model.input_size
+    x = torch.randn(batch, 3, side, side, device=device)
+    y = torch.randint(0, cfg.model.num_classes, (batch,), device=device)
+    steps = {}
+    for precision, cl in NUMERICS:
+        run_cfg = replace(cfg, runtime=replace(cfg.runtime, precision=precision, channels_last=cl))
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        model = with_memory_format(build(cfg.model).to(device).train(), fmt)
+        steps[_numerics_name(precision, cl)] = _model_step(model, run_cfg, x, y, device)
+    rates = interleaved(steps, device, seconds)
+    base = rates[_numerics_name("fp32", False)]["img_s"]
+    rounds = rates[_numerics_name(*NUMERICS[0])]["rounds"]
+    return {"alexnet": {"batch": batch, "input": [3, side, side], "rounds": rounds,
+                        "img_s_by_numerics": {k: v["img_s"] for k, v in rates.items()},
+                        "over_fp32_nchw": {k: v["img_s"] / base for k, v in rates.items()}}}
+
+
+def _model_step(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor,
+                device: torch.device) -> Callable[[], int]:
+    """`model`'s forward (autocast if bf16), fp32 loss, backward and PaperSGD step on one batch,
+    in cfg.runtime's layout."""
+    fmt = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
+    opt = make_optimizer(model, cfg)
+    amp = autocast(cfg.runtime.precision, device)
+    xin = x.contiguous(memory_format=fmt)
+
+    def step() -> int:
+        with amp():
+            loss = F.cross_entropy(model(xin).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return y.shape[0]
+
+    return step
+
+
 def _numerics_name(precision: str, channels_last: bool) -> str:
     return f"{precision}-{'channels_last' if channels_last else 'nchw'}"
 
@@ -291,7 +339,7 @@ def machine(device: torch.device) -> dict:
 
 
 def run_all(device_name: str = "auto", seconds: float = 3.0, data_dir: str | None = None,
-            threads: int | None = None, models: tuple[str, ...] = MODELS) -> dict:
+            threads: int | None = None, models: tuple[str, ...] = MODELS, imagenet: int | None = None) -> dict:
     """Every figure of the module docstring, as one JSON-ready dict."""
     device = resolve_device(device_name)
     if threads:
@@ -302,5 +350,7 @@ def run_all(device_name: str = "auto", seconds: float = 3.0, data_dir: str | Non
         "lrn": lrn_throughput(device, seconds / 2),
         "layout": layout_throughput(device, seconds / 2, data_dir),
     }
+    if imagenet:
+        result["imagenet"] = imagenet_step(device, seconds, imagenet)
     where["load_average_at_end"] = list(os.getloadavg())
     return result | {"seconds_per_figure": seconds, "machine": where}

@@ -286,6 +286,9 @@ def bench(
         "--data-dir", help="CIFAR-10 (else synthetic of its shape).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads.")] = None,
     save: Annotated[Optional[str], typer.Option("--save", help="Also write the JSON to this file.")] = None,
+    imagenet: Annotated[Optional[int], typer.Option(
+        "--imagenet", min=1, help="Also time AlexNet's ImageNet-shape step at this batch size (fp32 NCHW, fp32 "
+        "channels_last, bf16): seconds per step on a GPU, minutes on a small CPU.")] = None,
 ) -> None:
     """Throughput against a plain-torch reference, side by side in one run: the training step of
     cifar-80sec and alexnet-cifar, our LRN vs torch's, and channels_last vs NCHW per layer."""
@@ -294,7 +297,7 @@ def bench(
     from repro.bench import run_all
     from repro.files import write_json
 
-    result = run_all(device, seconds, data_dir, threads)
+    result = run_all(device, seconds, data_dir, threads, imagenet=imagenet)
     if save:
         write_json(Path(save), result)
     if as_json:
@@ -329,6 +332,14 @@ def _print_bench(result: dict) -> None:
         table.add_row(key, f"{r['nchw_img_s']:,.0f}", f"{r['channels_last_img_s']:,.0f}",
                       f"{r['channels_last_over_nchw']:.2f}x")
     console.print(table)
+    if "imagenet" in result:
+        r = result["imagenet"]["alexnet"]
+        table = Table(title=f"AlexNet's step at ImageNet shape (batch {r['batch']}, {r['input']}), images/s")
+        for c in ("numerics", "images/s", "over fp32 NCHW"):
+            table.add_column(c, justify="left" if c == "numerics" else "right")
+        for key, v in r["img_s_by_numerics"].items():
+            table.add_row(key, f"{v:,.1f}", f"{r['over_fp32_nchw'][key]:.2f}x")
+        console.print(table)
 
 
 data_app = typer.Typer(help="Data utilities.", no_args_is_help=True)

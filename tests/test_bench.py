@@ -55,3 +55,27 @@ def test_interleaved_runs_the_steps_in_turn():
     assert timed == ["a", "b"] * (len(timed) // 2) and len(timed) >= 6
     assert rates["a"]["rounds"] == rates["b"]["rounds"] == len(timed) // 2
     assert rates["a"]["img_s"] > 0 and rates["b"]["img_s"] > 0
+
+
+@pytest.mark.slow
+def test_imagenet_step_times_alexnet_at_its_own_shape_under_each_numeric_setting(one_thread):
+    """`repro bench --imagenet B`: the paper's net at its 224x224, 1000 classes, every setting of
+    bench.NUMERICS timed in turn, with its ratio to fp32 NCHW (CPU, batch 2: shape only)."""
+    out = bench.imagenet_step(torch.device("cpu"), seconds=0.0, batch=2)["alexnet"]
+    assert out["batch"] == 2 and out["input"] == [3, 224, 224] and out["rounds"] >= 3
+    names = {bench._numerics_name(p, cl) for p, cl in bench.NUMERICS}
+    assert set(out["img_s_by_numerics"]) == set(out["over_fp32_nchw"]) == names
+    assert all(v > 0 for v in out["img_s_by_numerics"].values()) and out["over_fp32_nchw"]["fp32-nchw"] == 1.0
+
+
+def test_a_model_step_trains_the_model(one_thread):
+    """The timed step is a real training step: the loss falls on a repeated batch."""
+    cfg = make_config("cifar-80sec", {"optim.lr": 0.01})  # 32x32 inputs
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    model = build(cfg.model).train()
+    step = bench._model_step(model, cfg, x, y, torch.device("cpu"))
+    before = torch.nn.functional.cross_entropy(model(x), y).item()
+    for _ in range(20):
+        assert step() == 8
+    assert torch.nn.functional.cross_entropy(model(x), y).item() < before
