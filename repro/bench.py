@@ -158,17 +158,29 @@ def _endless(loader: Loader):
 
 def _harness_step(cfg: RunConfig, ds, device: torch.device) -> Callable[[], int]:
     """train.run's step under cfg.runtime's numerics: next batch from the on-device Loader
-    (augmentation included), NHWC copy if channels_last, forward (autocast if bf16), fp32
-    loss, backward, PaperSGD step."""
+    (augmentation included), then `_sgd_step`."""
     torch.manual_seed(cfg.seed)
+    model = _model(cfg, device)  # the init draws first, as before the loader
+    batches = _endless(_loader(cfg, ds, device))
+    return _sgd_step(model, cfg, device, lambda: next(batches))
+
+
+def _model(cfg: RunConfig, device: torch.device) -> nn.Module:
+    """cfg's model on `device`, in training mode and cfg.runtime's layout."""
     fmt = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
-    model = with_memory_format(build(cfg.model).to(device).train(), fmt)
+    return with_memory_format(build(cfg.model).to(device).train(), fmt)
+
+
+def _sgd_step(model: nn.Module, cfg: RunConfig, device: torch.device,
+              batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> Callable[[], int]:
+    """One call: `batch()`'s images in cfg.runtime's layout (NHWC copy if channels_last; none
+    if they are in it already), forward (autocast if bf16), fp32 loss, backward, PaperSGD step."""
+    fmt = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
     opt = make_optimizer(model, cfg)
     amp = autocast(cfg.runtime.precision, device)
-    batches = _endless(_loader(cfg, ds, device))
 
     def step() -> int:
-        x, y = next(batches)
+        x, y = batch()
         x = x.contiguous(memory_format=fmt)
         with amp():
             loss = F.cross_entropy(model(x).float(), y)
@@ -194,35 +206,15 @@ def imagenet_step(device: torch.device, seconds: float, batch: int) -> dict:
     steps = {}
     for precision, cl in NUMERICS:
         run_cfg = replace(cfg, runtime=replace(cfg.runtime, precision=precision, channels_last=cl))
-        fmt = torch.channels_last if cl else torch.contiguous_format
-        model = with_memory_format(build(cfg.model).to(device).train(), fmt)
-        steps[_numerics_name(precision, cl)] = _model_step(model, run_cfg, x, y, device)
+        laid_out = x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+        steps[_numerics_name(precision, cl)] = _sgd_step(_model(run_cfg, device), run_cfg, device,
+                                                         lambda xs=laid_out: (xs, y))
     rates = interleaved(steps, device, seconds)
     base = rates[_numerics_name("fp32", False)]["img_s"]
     rounds = rates[_numerics_name(*NUMERICS[0])]["rounds"]
     return {"alexnet": {"batch": batch, "input": [3, side, side], "rounds": rounds,
                         "img_s_by_numerics": {k: v["img_s"] for k, v in rates.items()},
                         "over_fp32_nchw": {k: v["img_s"] / base for k, v in rates.items()}}}
-
-
-def _model_step(model: nn.Module, cfg: RunConfig, x: torch.Tensor, y: torch.Tensor,
-                device: torch.device) -> Callable[[], int]:
-    """`model`'s forward (autocast if bf16), fp32 loss, backward and PaperSGD step on one batch,
-    in cfg.runtime's layout."""
-    fmt = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
-    opt = make_optimizer(model, cfg)
-    amp = autocast(cfg.runtime.precision, device)
-    xin = x.contiguous(memory_format=fmt)
-
-    def step() -> int:
-        with amp():
-            loss = F.cross_entropy(model(xin).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return y.shape[0]
-
-    return step
 
 
 def _numerics_name(precision: str, channels_last: bool) -> str:

@@ -74,7 +74,7 @@ def test_a_model_step_trains_the_model(one_thread):
     torch.manual_seed(0)
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     model = build(cfg.model).train()
-    step = bench._model_step(model, cfg, x, y, torch.device("cpu"))
+    step = bench._sgd_step(model, cfg, torch.device("cpu"), lambda: (x, y))
     before = torch.nn.functional.cross_entropy(model(x), y).item()
     for _ in range(20):
         assert step() == 8
