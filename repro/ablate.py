@@ -226,7 +226,7 @@ def _estimate_line(rows: list[dict[str, Any]]) -> str:
     copies = sum(r["state"] == "copy" for r in rows)
     shared = (f"; {copies} run(s) marked copy are finished runs of another ablation (same config hash), "
               "copied, not trained") if copies else ""
-    left = [r for r in rows if r["state"] not in ("done", "diverged", "outrun", "copy")]
+    left = [r for r in rows if r["state"] not in plan.NOTHING_LEFT]
     if not left:
         return "nothing left to train" + shared
     waiting = sum(r["grid"] == "after selection" for r in left)  # one row per arm, seeds not yet known

@@ -44,6 +44,7 @@ from repro.errors import ConfigError
 from repro.spec_file import AblationSpec
 
 state = rundir.state  # done | diverged | outrun | running | partial | pending
+NOTHING_LEFT = ("done", "diverged", "outrun", "copy")  # dry-run states with nothing left to train
 
 
 @dataclass(frozen=True)
@@ -483,7 +484,7 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
 
 
 def _seconds_left(run: Run, state: str, results: rundir.Store, speed: tuple[float, int] | None) -> float | None:
-    if state in ("done", "diverged", "outrun", "copy"):
+    if state in NOTHING_LEFT:
         return 0.0
     if speed is None:
         return None
