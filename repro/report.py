@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from repro import files, records, rundir, spec_file, stats
+from repro.ablation import plan
 from repro.errors import ReproError
 from repro.files import write_text
 from repro.records import arm_values, paired_values
@@ -200,11 +201,10 @@ def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tu
     counts = runs.drop_duplicates("dir")["status"].value_counts()
     counts_text = ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     every = ", ".join(f"{x:g}" for x in _uniq(done, "eval_every")) or "?"
-    spec_changed = manifest.get("spec_sha256") and spec.sha256 and manifest.get("spec_sha256") != spec.sha256
     evals = [f"{a} = {e.evaluate.views}-view test of {e.evaluate.of}'s runs" for a, e in spec.arms.items()
              if e.evaluate is not None]
     rows = [
-        ("ablation", f"`{spec.name}` ({spec_label(spec)}{', changed since these runs' if spec_changed else ''})"),
+        ("ablation", _spec_text(spec, manifest)),
         ("scale", f"{scale}: {spec.scales[scale].notes}" if scale in spec.scales and spec.scales[scale].notes
          else str(scale)),
         ("model", ", ".join(map(str, _uniq(done, "model"))) or "?"),
@@ -229,6 +229,21 @@ def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tu
         ("generated", f"from the records (newest finished {generated_at(runs)}) by `repro report`"),
     ]
     return rows, warning
+
+
+def _spec_text(spec: AblationSpec, manifest: Mapping) -> str:
+    """The spec's name and file, and whether its text has changed since the manifest was
+    written, and if so whether it still plans these very runs (the same config hashes)."""
+    head = f"`{spec.name}` ({spec_label(spec)}"
+    if not manifest.get("spec_sha256") or not spec.sha256 or manifest["spec_sha256"] == spec.sha256:
+        return head + ")"
+    extra = plan.runs_not_in(spec, manifest)
+    if extra == 0:
+        return head + ("; edited since these runs, which it still plans: same config hashes;"
+                       " `git log -p` shows the edits)")
+    if extra is None:
+        return head + "; edited since these runs: it no longer plans this scale)"
+    return head + f"; edited since these runs: it now plans {extra} run(s) these records do not have)"
 
 
 def matplotlib_version() -> str:

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro import report, spec_file, stats
+from repro import report, rundir, spec_file, stats
+from repro.ablation import plan
 from repro.errors import ReproError
 from repro.report import effect_text
 from repro.stats import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, REPRODUCED
@@ -547,3 +548,23 @@ def test_a_sequential_extension_is_flagged_beside_the_claims(tmp_path):
     assert "coverage is somewhat below" in lines[0]
     assert report._extension_note(spec_file.load("pooling"), "cifar") == []
     assert "> **Sequential extension:** the seed count was raised" in (REPO / "reports" / "lrn.md").read_text()
+
+
+def test_an_edited_spec_says_whether_it_still_plans_these_runs(tmp_path):
+    """The manifest keeps the sha256 of the TOML its runs were planned with. Edited since, the
+    provenance says whether the TOML as it stands still plans exactly these runs (an edit to
+    its comments or wording) or how many runs the records lack; unedited, it says neither."""
+    results, reports = _lrn_fixture(tmp_path)
+    path = rundir.manifest_path(results, "lrn", "cifar")
+
+    def ablation_row() -> str:
+        text = report.write_report("lrn", results, reports).read_text(encoding="utf-8")
+        return next(r for r in text.splitlines() if r.startswith("| ablation "))
+
+    assert "edited" not in ablation_row()
+    m = json.loads(path.read_text())
+    rundir.write_manifest(path, {**m, "spec_sha256": "0" * 64})
+    assert "edited since these runs, which it still plans: same config hashes" in ablation_row()
+    rundir.write_manifest(path, {**m, "spec_sha256": "0" * 64, "seeds": [0, 1, 2, 3, 4]})
+    assert "edited since these runs: it now plans 3 run(s) these records do not have" in ablation_row()
+    assert plan.runs_not_in(spec_file.load("lrn"), {**m, "scale": "no-such-scale"}) is None

@@ -306,6 +306,21 @@ def update_manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overri
     return path
 
 
+def runs_not_in(spec: AblationSpec, manifest: Mapping[str, Any]) -> int | None:
+    """How many runs the spec as it stands would plan, at the manifest's scale, seeds,
+    overrides and choices, that the manifest does not list (another config hash, a new arm or
+    seed). 0: an edit to the TOML since the manifest was written changed none of its runs.
+    None: the spec no longer has that scale or those arms."""
+    scale, seeds, overrides = manifest["scale"], manifest["seeds"], manifest.get("overrides", {})
+    chosen = (manifest.get("selection") or {}).get("chosen")
+    try:
+        now = selection_runs(spec, scale, seeds, overrides) + main_runs(spec, scale, seeds, overrides, chosen)
+    except (ConfigError, KeyError):
+        return None
+    listed = {(r["arm"], r["seed"], r["hash"]) for r in manifest["runs"] if "evaluates" not in r}
+    return len({(r.arm, r.seed, r.hash) for r in now} - listed)
+
+
 # ----------------------------------------------------------------------------- --only
 
 
