@@ -123,13 +123,14 @@ def ablate(
         "--only", help="Train only this run: ARM/SEED, or ARM/lr-VALUE/SEED for a selection run, optionally "
         "ending -HASH (checked), as --plan prints. Repeatable. Updates the manifest; no report.")] = None,
 ) -> None:
-    """Run an ablation: arms x seeds, each a run directory; finished runs are skipped, interrupted ones
-    resume; then write its report.
+    """Run an ablation (arms x seeds); finished runs are skipped, interrupted ones resume.
 
-    \b
+    Each run is a run directory under --results; the report is written once
+    every run is done.
+
     Fan-out:
       repro ablate lrn --scale cifar --jobs 2             two runs at a time here
-      repro ablate lrn --scale cifar --plan > jobs.txt    one command per pending run
+      repro ablate lrn --scale cifar --plan > jobs.txt    a line per pending run
       sbatch --array=1-K --wrap 'sed -n "${SLURM_ARRAY_TASK_ID}p" jobs.txt | bash'
       repro report lrn --scale cifar                      once every run is done
     """
@@ -150,8 +151,11 @@ def report(
     results: Annotated[str, typer.Option("--results", help="Where the run directories are.")] = "results",
     reports: Annotated[str, typer.Option("--reports", help="Reports go here.")] = "reports",
 ) -> None:
-    """Write reports/NAME.md (+ .csv, .png) and reports/README.md from the run records (reports/records/
-    first, then --results); trains nothing. Smoke-scale reports go to RESULTS/smoke-reports/."""
+    """Write reports/NAME.md and the scorecard from the run records; trains nothing.
+
+    Also NAME.csv, NAME.json, the plots and reports/README.md. The records
+    are read from reports/records/ first, then --results. Smoke-scale
+    reports go to RESULTS/smoke-reports/."""
     from repro.report import write_reports
 
     for path in write_reports(name, results, reports, scale=scale):
@@ -290,8 +294,11 @@ def bench(
         "--imagenet", min=1, help="Also time AlexNet's ImageNet-shape step at this batch size (fp32 NCHW, fp32 "
         "channels_last, bf16): seconds per step on a GPU, minutes on a small CPU.")] = None,
 ) -> None:
-    """Throughput against a plain-torch reference, side by side in one run: the training step of
-    cifar-80sec and alexnet-cifar, our LRN vs torch's, and channels_last vs NCHW per layer."""
+    """Throughput against a plain-torch reference, side by side in one run.
+
+    The training step of cifar-80sec and alexnet-cifar, our LRN vs torch's,
+    and channels_last vs NCHW per layer; each ratio from interleaved
+    repetitions."""
     from pathlib import Path
 
     from repro.bench import run_all
