@@ -22,6 +22,11 @@ def test_estimates_come_from_the_median_speed_of_finished_runs_of_the_same_model
         _finished(results, "alexnet-cifar", e, w, f"{i}-abc")
     _finished(results, "cifar-80sec", 10.0, 10.0, "9-def")  # another model's speed is not used
     assert plan.measured_speed(results, "alexnet-cifar") == (40.0, 3)
+    records = tmp_path / "reports" / "records"  # the same runs' records, and a copy in another ablation
+    for i, (e, w) in enumerate([(10.0, 400.0), (10.0, 300.0), (20.0, 1000.0)]):
+        _finished(records, "alexnet-cifar", e, w, f"{i}-abc")
+    _finished(records / "copied", "alexnet-cifar", 10.0, 300.0, "1-abc")
+    assert plan.measured_speed(rundir.Store(results, records), "alexnet-cifar") == (40.0, 3)  # each run once
     seeds = [0, 1]
     runs = plan.main_runs(spec, "cifar", seeds, {})
     partial = results / runs[1].rel  # half trained: 10 of its 30 epochs

@@ -476,10 +476,13 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
                    eval_every: float | None = None) -> tuple[float, int] | None:
     """(median seconds per epoch, number of runs) over the finished runs of `model` (and of
     `precision` and `eval_every`, where given) in the store's roots, training and evaluation
-    included; None if there is none yet."""
-    per_epoch = []
+    included; None if there is none yet. A run is counted once: its record beside its results
+    folder, and its copies in other ablations (the same `<seed>-<hash>` directory), are one run."""
+    per_epoch, seen = [], set()
     for root in rundir.as_store(results).roots:
         for summary in sorted(Path(root).glob("**/summary.json")):
+            if summary.parent.name in seen:
+                continue
             s = rundir.read_json(summary)
             cfg = rundir.run_config(summary.parent)
             if not s or s.get("status") not in rundir.DONE or cfg is None or cfg.model.name != model:
@@ -490,6 +493,7 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
             epochs, wall = records.number(s.get("epochs_run")), records.number(s.get("wall_seconds"))
             if epochs > 0 and wall > 0:
                 per_epoch.append(wall / epochs)
+                seen.add(summary.parent.name)
     if not per_epoch:
         return None
     per_epoch.sort()
