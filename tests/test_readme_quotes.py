@@ -1,0 +1,119 @@
+"""The README's results section quotes its figures from the reports, never from memory.
+
+Each bullet of "## Results so far" that links a report (`reports/NAME.md`) may quote two kinds of
+figure: an effect with its interval (`-1.05 pp [95% CI -1.50, -0.59]`, `1.27x [1.10, 1.47]`) and
+an arm's mean and spread (`25.39 ± 0.40%`). Every such figure must appear in one of the reports the
+bullet links. When new records change a report, this test fails until the README quotes the
+report as it now stands.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NUM = r"[+\-−]?\d+(?:\.\d+)?"
+INTERVAL = re.compile(rf"({NUM})\s*(pp|x)\s*\[\s*(?:95% CI\s*)?({NUM}),\s*({NUM})\s*\]")
+MEAN_SD = re.compile(rf"(\d+\.\d+)\s*±\s*(\d+\.\d+)")
+LINK = re.compile(r"\(reports/([\w.-]+)\.md\)")
+
+
+def _results_bullets(readme: str) -> list[str]:
+    """The bullets of the README's "## Results so far" section, each joined onto one line."""
+    section = readme.split("\n## Results so far\n", 1)[1].split("\n## ", 1)[0]
+    bullets, current = [], None
+    for line in section.splitlines():
+        if line.startswith("- "):
+            current = [line[2:]]
+            bullets.append(current)
+        elif current is not None and line.startswith("  "):
+            current.append(line.strip())
+        else:
+            current = None
+    return [" ".join(b).replace("**", "") for b in bullets]
+
+
+def _quotes(text: str) -> list[str]:
+    """Each quoted figure in `text`, in the one spelling the reports use."""
+    found = [f"{v} {unit} [{lo}, {hi}]" for v, unit, lo, hi in INTERVAL.findall(text)]
+    found += [f"{mean} ± {sd}" for mean, sd in MEAN_SD.findall(text)]
+    return [q.replace("−", "-") for q in found]
+
+
+def _report_quotes(text: str) -> str:
+    """A report's text with the `x` of its ratios spaced as `_quotes` writes them."""
+    return re.sub(rf"({NUM})x \[", r"\1 x [", text)
+
+
+def _cases() -> list[tuple[str, str, list[str]]]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    cases = []
+    for bullet in _results_bullets(readme):
+        names = LINK.findall(bullet)
+        if names:
+            cases.append((names[0], bullet, names))
+    return cases
+
+
+def test_the_results_section_has_bullets_that_cite_reports():
+    assert len(_cases()) >= 4  # a parser that finds nothing would pass every check below
+
+
+@pytest.mark.parametrize("name, bullet, names", _cases(), ids=[c[0] for c in _cases()])
+def test_a_results_bullet_quotes_only_what_its_reports_say(name, bullet, names):
+    reports = " ".join(_report_quotes((REPO / "reports" / f"{n}.md").read_text(encoding="utf-8"))
+                       for n in names)
+    missing = [q for q in _quotes(bullet) if q not in reports]
+    assert not missing, f"README quotes {missing} for {', '.join(names)}, which the report does not say"
+
+
+def test_quotes_are_found_in_both_spellings():
+    text = "LRN: -1.05 pp [95% CI -1.50, -0.59] (25.25 ± 0.46% vs 26.30 ± 0.23%), 1.27x [1.10, 1.47]"
+    assert _quotes(text) == ["-1.05 pp [-1.50, -0.59]", "1.27 x [1.10, 1.47]",
+                             "25.25 ± 0.46", "26.30 ± 0.23"]
+    assert "1.27 x [1.10, 1.47]" in _report_quotes("| 1.27x [1.10, 1.47] |")
+
+
+def _table_rows(readme: str, header_start: str) -> list[list[str]]:
+    """The cells of each body row of the README table whose header row begins `header_start`."""
+    lines = readme.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip().strip("*`") for c in line.strip("|").split("|")])
+    return rows
+
+
+def _count(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def test_the_performance_tables_quote_the_stored_bench_run():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    bench = json.loads((REPO / "reports" / "bench.json").read_text(encoding="utf-8"))
+    training = _table_rows(readme, "| model | reference | harness fp32 NCHW |")
+    assert {r[0] for r in training} == set(bench["training"])
+    for model, ref, nchw, default, speedup, bf16, bf16_speedup, _goal in training:
+        b = bench["training"][model]
+        assert [ref, nchw, default, bf16] == [_count(b["reference_img_s"]),
+                                              _count(b["harness_by_numerics_img_s"]["fp32-nchw"]),
+                                              _count(b["harness_img_s"]), _count(b["harness_bf16_img_s"])]
+        assert [speedup, bf16_speedup] == [f"{b['speedup']:.2f}x", f"{b['speedup_bf16']:.2f}x"]
+    lrn = _table_rows(readme, "| input | shape | ours, images/s |")
+    assert {r[0] for r in lrn} == set(bench["lrn"])
+    for name, _shape, ours, theirs, ratio, _goal in lrn:
+        b = bench["lrn"][name]
+        assert [ours, theirs, ratio] == [_count(b["ours_img_s"]), _count(b["torch_img_s"]),
+                                         f"{b['ours_over_torch']:.2f}x"]
+    layout = _table_rows(readme, "| op | NCHW, images/s |")
+    assert {r[0] for r in layout} == set(bench["layout"])
+    for op, nchw, cl, ratio in layout:
+        b = bench["layout"][op]
+        assert [nchw, cl, ratio] == [_count(b["nchw_img_s"]), _count(b["channels_last_img_s"]),
+                                     f"{b['channels_last_over_nchw']:.2f}x"]
