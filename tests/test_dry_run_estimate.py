@@ -94,3 +94,26 @@ def test_runs_are_estimated_from_runs_evaluated_as_often_and_waiting_arms_are_no
     line = _estimate_line(rows)
     assert "the main seeds of 2 arm(s) wait for their selection runs (not counted)" in line
     assert "without a measured speed" not in line
+
+
+def test_a_model_with_no_finished_run_is_guessed_from_the_nearest_model_by_multiply_adds(tmp_path):
+    from repro.layer_table import cost
+
+    spec = spec_file.load("activation-19pct")  # cifar-19pct: no run of its own
+    results = tmp_path / "results"
+    _finished(results, "cifar-11pct", 10.0, 50.0, "0-abc")  # 24x24 input: not comparable, never used
+    rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
+    assert all(r["estimate_s"] is None for r in rows) and "unknown" in _estimate_line(rows)
+    _finished(results, "cifar-80sec", 10.0, 100.0, "1-abc")  # 32x32 input: 10 s/epoch
+    ratio = cost(make_config("cifar-19pct").model)[1] / cost(make_config("cifar-80sec").model)[1]
+    assert ratio != 1.0
+    rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
+    sel = [r for r in rows if r["stage"] == "selection"]
+    assert sel and all(r["speed"] == (10.0 * ratio, 1) for r in sel)
+    assert all(r["model"].startswith("cifar-19pct (a guess: cifar-80sec (fp32) x ") for r in sel)
+    _finished(results, "cifar-18pct", 10.0, 900.0, "2-abc")  # its multiply-adds are cifar-19pct's own
+    rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
+    assert all(r["speed"] == (90.0, 1) for r in rows if r["stage"] == "selection")
+    _finished(results, "cifar-19pct", 10.0, 200.0, "3-abc")  # once its own run finishes, that is used
+    rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
+    assert all(r["speed"] == (20.0, 1) for r in rows if r["stage"] == "selection")

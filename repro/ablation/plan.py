@@ -458,10 +458,19 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
 
 def _speed_for(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[float, int] | None]
                ) -> tuple[str, tuple[float, int] | None]:
-    """(label, speed) for a run like `cfg`: measured on finished runs of its model with its
-    precision and evaluation frequency (bf16 trains ~1.3-2x faster; four evaluations an epoch
-    cost ~50% more), else with its precision, else of its model at all."""
-    model, precision, every = cfg.model.name, cfg.runtime.precision, cfg.eval_every
+    """(label, speed) for a run like `cfg`: measured on its own model's finished runs
+    (`_own_speed`), else a guess from the measured model of the same input size whose
+    multiply-adds per image are nearest, scaled by their ratio (`_scaled_speed`)."""
+    label, speed = _own_speed(results, cfg.model.name, cfg, cache)
+    return (label, speed) if speed is not None else _scaled_speed(results, cfg, cache)
+
+
+def _own_speed(results: rundir.Store, model: str, cfg: RunConfig,
+               cache: dict[str, tuple[float, int] | None]) -> tuple[str, tuple[float, int] | None]:
+    """Measured on finished runs of `model` with cfg's precision and evaluation frequency
+    (bf16 trains ~1.3-2x faster; four evaluations an epoch cost ~50% more), else with its
+    precision, else of `model` at all."""
+    precision, every = cfg.runtime.precision, cfg.eval_every
     for label, kw in ((f"{model} ({precision}, evaluated every {every:g} epochs)",
                        {"precision": precision, "eval_every": every}),
                       (f"{model} ({precision})", {"precision": precision}), (model, {})):
@@ -470,6 +479,31 @@ def _speed_for(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[flo
         if cache[label] is not None:
             return label, cache[label]
     return model, None
+
+
+def _scaled_speed(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[float, int] | None]
+                  ) -> tuple[str, tuple[float, int] | None]:
+    """No finished run of cfg's model yet: a rough guess from the measured model of the same
+    input size whose multiply-adds per image are nearest to its own, scaled by their ratio
+    (layer costs other than multiply-adds, such as LRN and pooling, are not scaled)."""
+    from repro import layer_table  # builds nets; only --dry-run of an unmeasured model needs it
+    from repro.models import registry
+
+    own = layer_table.cost(cfg.model)[1]
+    best: tuple[float, str, tuple[float, int]] | None = None
+    for other in registry.names():
+        other_cfg = registry.make_config(other).model
+        if other == cfg.model.name or other_cfg.input_size != cfg.model.input_size:
+            continue
+        label, speed = _own_speed(results, other, cfg, cache)
+        if speed is not None:
+            ratio = own / layer_table.cost(other_cfg)[1]
+            if best is None or abs(math.log(ratio)) < abs(math.log(best[0])):
+                best = ratio, label, speed
+    if best is None:
+        return cfg.model.name, None
+    ratio, label, (seconds, n) = best
+    return f"{cfg.model.name} (a guess: {label} x {ratio:.2f}, its multiply-adds' ratio)", (seconds * ratio, n)
 
 
 def measured_speed(results: rundir.Store | Path, model: str, precision: str | None = None,
