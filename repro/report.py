@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repro import files, records, rundir, spec_file, stats
+from repro import choices, files, records, rundir, spec_file, stats
 from repro.ablation import plan
 from repro.errors import ReproError
 from repro.files import write_text
@@ -662,11 +662,8 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
     every shipped ablation without one; dated by its newest report, never by the clock."""
     reports = Path(reports_dir)
     reports.mkdir(parents=True, exist_ok=True)
-    sides = {}
-    for p in sorted(reports.glob("*.json")):
-        side = rundir.read_json(p)
-        if side and side.get("kind") == REPORT_KIND and side["scale"] != "smoke" and not side.get("synthetic"):
-            sides[side["ablation"]] = side
+    sides = _real_data_sides(reports)
+    choices.write_choices(reports, sides)
     rows = [row for side in sides.values() for row in _scorecard_rows(side)]
     dates = [side.get("generated_at") or "?" for side in sides.values()]
     n_claims = sum(1 for r in rows if r["test"] != "—")
@@ -687,9 +684,21 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
     if missing:
         lines += ["No real-data report yet: " + ", ".join(f"`{n}`" for n in missing) +
                   " (`repro ablate NAME --dry-run` shows what is left to run).", ""]
+    lines += ["Every line of the code that encodes a paper choice, by section, with the ablations that test "
+              "it: [choices.md](choices.md).", ""]
     path = reports / "README.md"
     write_text(path, "\n".join(lines))
     return path
+
+
+def _real_data_sides(reports: Path) -> dict[str, Any]:
+    """Ablation -> the sidecar of its real-data report in `reports` (never smoke or synthetic)."""
+    sides = {}
+    for p in sorted(reports.glob("*.json")):
+        side = rundir.read_json(p)
+        if side and side.get("kind") == REPORT_KIND and side["scale"] != "smoke" and not side.get("synthetic"):
+            sides[side["ablation"]] = side
+    return sides
 
 
 def _scorecard_rows(side: Mapping[str, Any]) -> list[dict[str, str]]:
