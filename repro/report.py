@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repro import choices, files, records, rundir, spec_file, stats
+from repro import choices, files, provenance, records, rundir, spec_file, stats
 from repro.ablation import plan
 from repro.errors import ReproError
 from repro.files import write_text
@@ -178,7 +178,22 @@ def fingerprint_lines(done: pd.DataFrame) -> tuple[str, list[str]]:
     odd = done[fps != majority]
     who = ", ".join(f"{r['arm']}/{r['seed']} ({r['code_fingerprint'] or '?'})" for _, r in odd.iterrows())
     return text, [f"> **Warning: {len(odd)} run(s) were trained by code whose fingerprint differs from the "
-                  f"majority's ({majority}): {who}. Their training code is not the others'.**", ""]
+                  f"majority's ({majority}): {who}. Their training code is not the others'.**"
+                  + _diff_commands(done, fps, majority), ""]
+
+
+def _diff_commands(done: pd.DataFrame, fps: pd.Series, majority: str) -> str:
+    """` git diff A B -- <training code>` per other fingerprint, from the revisions that trained
+    each (the first in sort order); empty where a revision is unknown."""
+    def rev(fp: str) -> str | None:
+        revs = sorted(r for r in done.loc[fps == fp, "git_revision"] if isinstance(r, str) and r)
+        return revs[0][:10] if revs else None
+
+    paths = " ".join(f"repro/{p}" for p in provenance.TRAINING_CODE)
+    base = rev(majority)
+    cmds = [f"`git diff {base} {other} -- {paths}`" for fp in sorted(set(fps) - {majority})
+            if base and (other := rev(fp)) and other != base]
+    return (" What differs: " + "; ".join(cmds) + ".") if cmds else ""
 
 
 def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[str]]:

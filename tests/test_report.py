@@ -372,6 +372,8 @@ def test_differing_fingerprints_are_flagged(tmp_path):
     assert "> **Warning: 1 run(s) were trained by code whose fingerprint differs from the majority's " \
            "(c0de0000f00d): none/2 (0dd0dd0dd0dd)" in text
     assert "0123456789, fedcba9876" in text  # both revisions
+    assert ("What differs: `git diff 0123456789 fedcba9876 -- repro/models repro/layers.py repro/optim.py "
+            "repro/data repro/train.py repro/placement.py repro/distributed.py`.") in text
 
 
 def test_smoke_reports_go_elsewhere_and_the_scorecard_lists_only_real_data(tmp_path):
