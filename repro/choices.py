@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repro import rundir, spec_file
+from repro import spec_file
 from repro.files import write_text
 
 PACKAGE = Path(__file__).resolve().parent
@@ -72,8 +72,8 @@ def _verdicts(name: str, side: Mapping[str, Any] | None) -> str:
     if side is None:
         return f"`{name}` (no real-data report yet)"
     link = f"[{name}]({side.get('report', name + '.md')})"
-    claims = [f"{c['claim']}, {c['comparison']}: " + ("superseded" if c.get("test", "?") == "?" else f"**{c['verdict']}**")
-              for c in side["claims"]]
+    claims = [f"{c['claim']}, {c['comparison']}: "
+              + ("superseded" if c.get("test", "?") == "?" else f"**{c['verdict']}**") for c in side["claims"]]
     done, total = side["runs"]["done"], side["runs"]["total"]
     progress = "" if done >= total else f", {done}/{total} runs"
     return f"{link} ({'; '.join(claims) or 'no paper claim'}{progress})"

@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NUM = r"[+\-−]?\d+(?:\.\d+)?"
 INTERVAL = re.compile(rf"({NUM})\s*(pp|x)\s*\[\s*(?:95% CI\s*)?({NUM}),\s*({NUM})\s*\]")
-MEAN_SD = re.compile(rf"(\d+\.\d+)\s*±\s*(\d+\.\d+)")
+MEAN_SD = re.compile(r"(\d+\.\d+)\s*±\s*(\d+\.\d+)")
 LINK = re.compile(r"\(reports/([\w.-]+)\.md\)")
 
 
