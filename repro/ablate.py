@@ -125,6 +125,8 @@ def run_ablation(request: AblationRequest, *, trainer: Trainer | None = None, co
     with runner:
         for spec in specs:
             outcomes.append(ablate_one(spec, request, trainer, console, runner))
+    if request.dry_run and len(outcomes) > 1 and not request.quiet:
+        _print_summary(console, outcomes)
     if not request.dry_run and request.only is None and scale != "smoke":
         report.write_scorecard(request.reports_dir)
     return outcomes
@@ -212,7 +214,31 @@ def _print_rows(console: Console, rows: list[dict[str, Any]], title: str) -> Non
         table.add_row(*(str(row[c]) for c in ("ablation", "stage", "arm", "seed", "grid", "hash")),
                       f"[{colours.get(st, 'white')}]{st}[/]", _duration(row["estimate_s"]), row["dir"])
     console.print(table)
-    console.print(_estimate_line(rows), highlight=False, soft_wrap=True)
+    console.print(f"{rows[0]['ablation']}: {_estimate_line(rows)}" if rows else _estimate_line(rows),
+                  highlight=False, soft_wrap=True)
+
+
+def _print_summary(console: Console, outcomes: Sequence[Outcome]) -> None:
+    """--dry-run of `all`: one line per ablation (runs finished, left, time left), and the total."""
+    table = Table(title=f"every ablation at scale {outcomes[0].scale}")
+    for col in ("ablation", "runs", "finished", "left", "time left (one process)", "not counted"):
+        table.add_column(col, justify="left" if col in ("ablation", "not counted") else "right")
+    total, uncounted = 0.0, False
+    for out in outcomes:
+        finished = sum(r["state"] in plan.NOTHING_LEFT for r in out.plan)
+        left = [r for r in out.plan if r["state"] not in plan.NOTHING_LEFT]
+        known = [r["estimate_s"] for r in left if r["estimate_s"] is not None]
+        waiting = sum(r["grid"] == "after selection" for r in left)
+        unmeasured = len(left) - len(known) - waiting
+        why = [f"{unmeasured} run(s) without a measured speed"] * bool(unmeasured)
+        why += [f"main seeds of {waiting} arm(s), after selection"] * bool(waiting)
+        total, uncounted = total + sum(known), uncounted or bool(why)
+        table.add_row(out.name, str(out.total), str(finished), str(out.total - finished),
+                      _duration(sum(known)) if known else "-", "; ".join(why))
+    console.print(table)
+    console.print(f"all: at most {_duration(total)} of one process (about {_duration(total / 2)} with two "
+                  "processes at a time)" + (", plus what is not counted" if uncounted else ""),
+                  highlight=False, soft_wrap=True)
 
 
 def _duration(seconds: float | None) -> str:

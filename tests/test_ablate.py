@@ -322,6 +322,22 @@ def test_dry_run_lists_runs_and_states(tmp_path):
     assert {r["stage"] for r in out.plan} == {"selection", "main"}
 
 
+def test_dry_run_of_all_names_each_ablation_and_sums_what_is_left(tmp_path):
+    """`repro ablate all --dry-run`: each estimate line names its ablation; then one table row each, and the total."""
+    _ablate("pooling", tmp_path)  # pooling finished (fake runs: 1 epoch in 2 s, as fake_trainer records)
+    console = _quiet_console()
+    outs = _ablate("all", tmp_path, dry_run=True, quiet=False, console=console)
+    text = console.file.getvalue()
+    assert "pooling: nothing left to train" in text
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in text.splitlines() if line.startswith("│") and "│" in line[1:]}
+    assert rows["pooling"][:3] == ["4", "4", "0"]
+    assert rows["activation"][:3] == ["8", "0", "8"]  # its main seeds wait for selection: not counted as done
+    assert rows["activation"][4] == "4 run(s) without a measured speed; main seeds of 2 arm(s), after selection"
+    left = sum(r["estimate_s"] or 0 for o in outs for r in o.plan if r["state"] not in plan.NOTHING_LEFT)
+    assert left > 0 and f"all: at most {ablate._duration(left)} of one process" in text
+
+
 # ----------------------------------------------------------------------------- end to end, real trainer
 
 
