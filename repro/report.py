@@ -398,6 +398,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     elif synthetic:
         lines += [SYNTHETIC_BANNER, ""]
     lines += [f"# {spec.title}: `{spec.name}` at {sc} scale", "", f"**Paper:** {spec.section}. {spec.question}", ""]
+    lines += _answer_lines(rows, runs)
     prov, warning = _provenance(spec, manifest, runs)
     lines += ["## Provenance", "", _md_table(pd.DataFrame(prov, columns=["", "value"])), ""] + warning
     lines += _claims_section(rows) + _extension_note(spec, sc)
@@ -481,6 +482,20 @@ def _extension_note(spec: AblationSpec, scale: str) -> list[str]:
     return [f"> **Sequential extension:** the seed count was raised after a look at the results ({why}). "
             "The intervals above are computed as if the count had been fixed in advance, so their coverage is "
             "somewhat below the stated level.", ""]
+
+
+def _answer_lines(rows: list[dict], runs: pd.DataFrame) -> list[str]:
+    """The report's answer first: each claim's measured effect and verdict in one line (the
+    Claims section below gives the reasons), and how much of the campaign it rests on."""
+    claim_rows = [r for r in rows if r["claim"] is not None]
+    if not claim_rows:
+        return []
+    done, total = runs.loc[runs["status"].isin(DONE), "dir"].nunique(), runs["dir"].nunique()
+    head = "**Answer" + (f" so far ({done} of {total} runs finished):**" if done < total else ":**")
+    return [head, ""] + [
+        f"- {LABELS[r['metric']]}, {r['arm']} vs {r['against']}: {effect_text(r['effect'])} "
+        f"({_test_text(r['effect'])}; {'the paper' if r['claim'].section.startswith('§') else 'the claim'}: "
+        f"{r['claim'].paper_text()}): **{r['verdict']}**." for r in claim_rows] + [""]
 
 
 def _claims_section(rows: list[dict]) -> list[str]:

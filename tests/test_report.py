@@ -365,6 +365,17 @@ def test_no_effect_and_seed_advice(tmp_path):
     assert "multiply-adds per image" in text and "`one` (alexnet-cifar, columns=1)" in text
 
 
+def test_the_answer_comes_first_one_line_per_claim_with_its_verdict(tmp_path):
+    results, reports = _lrn_fixture(tmp_path)
+    text = report.write_report("lrn", results, reports).read_text(encoding="utf-8")
+    _, _, _, rows = report.build("lrn", results, reports_dir=reports)
+    answer = text[:text.index("## Provenance")]
+    assert "**Answer so far (9 of 12 runs finished):**" in answer
+    for r in (r for r in rows if r["claim"] is not None):
+        assert (f"- top-1 test error, {r['arm']} vs {r['against']}: {report.effect_text(r['effect'])} "
+                f"(paired n=3; the paper: lower (sign only)): **{r['verdict']}**.") in answer
+
+
 def test_differing_fingerprints_are_flagged(tmp_path):
     results, reports = _lrn_fixture(tmp_path, none2={"fingerprint": "0dd0dd0dd0dd", "git": "fedcba9876543210"})
     text = report.write_report("lrn", results, reports).read_text()
