@@ -423,7 +423,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
         "runs": {"total": int(runs["dir"].nunique()),
                  "done": int(runs.loc[runs["status"].isin(DONE), "dir"].nunique())},
         "claims": [{"claim": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
-                    "test": r["effect"].test, "paper": r["claim"].paper_text(), "measured": effect_text(r["effect"]),
+                    "test": r["effect"].test, "paper": _expected(r["claim"]), "measured": effect_text(r["effect"]),
                     "verdict": r["verdict"], "source": r["claim"].source}
                    for r in rows if r["claim"] is not None],
     }
@@ -484,6 +484,13 @@ def _extension_note(spec: AblationSpec, scale: str) -> list[str]:
             "somewhat below the stated level.", ""]
 
 
+def _expected(claim: Claim) -> str:
+    """The claim's expected value, marked where it is the project's own check, not the paper's
+    (its section does not name one of the paper's)."""
+    text = claim.paper_text()
+    return text if claim.section.startswith("§") else f"{text}; not the paper's claim"
+
+
 def _answer_lines(rows: list[dict], runs: pd.DataFrame) -> list[str]:
     """The report's answer first: each claim's measured effect and verdict in one line (the
     Claims section below gives the reasons), and how much of the campaign it rests on."""
@@ -509,7 +516,7 @@ def _claims_section(rows: list[dict]) -> list[str]:
     any_paired = any(r["welch"] is not None for r in claim_rows)
     table = pd.DataFrame([{
         "claim": f"{LABELS[r['metric']]}, {r['arm']} vs {r['against']}", "metric": r["metric"],
-        "test": _test_text(r["effect"]), "paper": r["claim"].paper_text(),
+        "test": _test_text(r["effect"]), "paper": _expected(r["claim"]),
         "measured effect [95% CI]": effect_text(r["effect"]), "verdict": f"**{r['verdict']}**", "reason": r["why"],
         **({"welch [95% CI]": effect_text(r["welch"]) if r["welch"] is not None else "—"} if any_paired else {}),
     } for r in claim_rows])

@@ -376,6 +376,13 @@ def test_the_answer_comes_first_one_line_per_claim_with_its_verdict(tmp_path):
                 f"(paired n=3; the paper: lower (sign only)): **{r['verdict']}**.") in answer
 
 
+def test_a_claim_that_is_not_the_papers_says_so_where_the_papers_value_would_stand():
+    precision = spec_file.load("precision").claims[0]  # the project's acceptance rule for bf16
+    lrn = spec_file.load("lrn").claims[0]  # §3.3
+    assert report._expected(precision) == "no effect (within ± 0.3 pp); not the paper's claim"
+    assert report._expected(lrn) == "lower (sign only)"
+
+
 def test_differing_fingerprints_are_flagged(tmp_path):
     results, reports = _lrn_fixture(tmp_path, none2={"fingerprint": "0dd0dd0dd0dd", "git": "fedcba9876543210"})
     text = report.write_report("lrn", results, reports).read_text()
