@@ -109,7 +109,11 @@ def _fmt_bound(x: float, unit: str) -> str:
 
 
 def judge(claim: Claim, effect: Effect) -> tuple[str, str]:
-    """The verdict on `claim` (repro.stats.verdict) and its reason."""
+    """The verdict on `claim` (repro.stats.verdict) and its reason; a claim an arm has fewer than
+    2 values for is not yet measured (an 'inconclusive' there would read as a measured null)."""
+    if min(effect.n_arm, effect.n_against) < 2:
+        return stats.NOT_MEASURED, (f"needs at least 2 finished runs per arm "
+                                    f"(has {effect.n_arm} vs {effect.n_against})")
     return stats.verdict(effect.interval, claim.null, claim.side, claim.band, claim.margin_band)
 
 
@@ -369,7 +373,7 @@ def build(name: str | AblationSpec, results_dir: str | os.PathLike = "results", 
         covered.add((c.arm, c.against, c.metric))
         rows.append({"claim": c, "metric": c.metric, "arm": c.arm, "against": c.against, "effect": eff,
                      "welch": welch, "verdict": v, "why": why,
-                     "advice": seeds_advice(c, eff) if v == stats.INCONCLUSIVE else ""})
+                     "advice": seeds_advice(c, eff) if v in (stats.INCONCLUSIVE, stats.NOT_MEASURED) else ""})
     for arm in spec.arms:  # measured effects the claims do not cover, against the baseline
         for m in spec.metrics if arm != spec.baseline else ():
             if (arm, spec.baseline, m) not in covered:
@@ -527,7 +531,7 @@ def _claims_section(rows: list[dict]) -> list[str]:
             lines.append(f"- {r['arm']} vs {r['against']} ({r['metric']}): seed(s) "
                          f"{', '.join(map(str, e.dropped))} finished in only one arm and are left out of both.")
         if r["advice"]:
-            lines.append(f"- {r['arm']} vs {r['against']} ({r['metric']}) is inconclusive: {r['advice']}.")
+            lines.append(f"- {r['arm']} vs {r['against']} ({r['metric']}) is {r['verdict']}: {r['advice']}.")
     if lines[-1] != "":
         lines.append("")
     seen = set()
@@ -542,10 +546,10 @@ def _claims_section(rows: list[dict]) -> list[str]:
               "paper's side of no effect and overlaps its band (value ± tolerance; ratios: ×/÷ tolerance); "
               "*contradicted*: it excludes no effect on the other side, or lies wholly outside the band; "
               "*no effect*: the 90% interval lies inside ± the declared margin (TOST at 5%); otherwise "
-              "*inconclusive*.", ""]
+              "*inconclusive*; *not yet measured* while an arm has fewer than 2 finished runs.", ""]
     if any(min(r["effect"].n_arm, r["effect"].n_against) == 1 for r in claim_rows):
-        lines += ["With one finished run in an arm there is no interval and every verdict involving it is "
-                  "*inconclusive*: run with `--seeds 2` or more.", ""]
+        lines += ["With one finished run in an arm there is no interval and every claim involving it is "
+                  "*not yet measured*: run with `--seeds 2` or more.", ""]
     return lines
 
 

@@ -27,6 +27,7 @@ from scipy.special import stdtrit  # Student t quantile; much lighter to import 
 
 REPRODUCED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE = "reproduced", "contradicted", "no effect", "inconclusive"
 VERDICTS = (REPRODUCED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE)
+NOT_MEASURED = "not yet measured"  # fewer than 2 values in an arm: no verdict at all, not a weak one
 TESTS = ("paired", "welch")
 
 

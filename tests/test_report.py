@@ -429,14 +429,16 @@ def test_smoke_reports_go_elsewhere_and_the_scorecard_lists_only_real_data(tmp_p
     assert "2026-01-01T01:00:00+00:00" in card  # dated by its records, not the clock
 
 
-def test_report_n1_is_inconclusive_and_says_so(tmp_path):
+def test_report_n1_is_not_yet_measured_and_says_so(tmp_path):
+    """One run an arm gives no interval, so no verdict: 'inconclusive' would read as a measured null."""
     spec = spec_file.load("gpus")
     results, reports = tmp_path / "results", tmp_path / "reports"
     entries = [make_run(results, spec, "cifar", "two", 0, [(0.3, 0.2)]),
                make_run(results, spec, "cifar", "one", 0, [(0.3, 0.25)])]
     make_manifest(results, spec, "cifar", entries, seeds=[0])
     text = report.write_report("gpus", results, reports).read_text(encoding="utf-8")
-    assert "**inconclusive**" in text and "no interval" in text and "--seeds 2" in text
+    assert "**not yet measured**" in text and "**inconclusive**" not in text
+    assert "has 1 vs 1" in text and "no interval" in text and "--seeds 2" in text
     assert "no measured spread yet" in text
 
 
