@@ -200,6 +200,16 @@ def _diff_commands(done: pd.DataFrame, fps: pd.Series, majority: str) -> str:
     return (" What differs: " + "; ".join(cmds) + ".") if cmds else ""
 
 
+def _device_counts(done: pd.DataFrame) -> list[str]:
+    """Each device the runs trained on; with more than one, how many runs each (machines differ
+    in their kernels' rounding, so a reader can see how the runs are spread)."""
+    names = [(r["device"] or "?") + (f" ({r['device_name']})" if r["device_name"] else "") for _, r in done.iterrows()]
+    counts = pd.Series(names, dtype=object).value_counts()
+    if len(counts) <= 1:
+        return sorted(counts.index)
+    return [f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
 def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[str]]:
     done = runs[runs["status"].isin(TRAINED)].drop_duplicates("dir")
     datasets = sorted({(r["dataset"], (r["dataset_sha256"] or "")[:12], r["synthetic"])
@@ -210,8 +220,7 @@ def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tu
     scale = manifest["scale"]
     gits = sorted({f"{(r['git_revision'] or '?')[:10]}{' (dirty)' if r['git_dirty'] else ''}"
                    for _, r in done.iterrows()})
-    devices = sorted({(r["device"] or "?") + (f" ({r['device_name']})" if r["device_name"] else "")
-                      for _, r in done.iterrows()})
+    devices = _device_counts(done)
     numerics = sorted({f"{r['precision'] or '?'}, channels_last {r['channels_last']}" for _, r in done.iterrows()})
     fps, warning = fingerprint_lines(done)
     compute = float(np.nansum(done.loc[~done["reused"], "wall_seconds"])) if len(done) else 0.0

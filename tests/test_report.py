@@ -394,6 +394,14 @@ def test_differing_fingerprints_are_flagged(tmp_path):
             "repro/data repro/train.py repro/placement.py repro/distributed.py`.") in text
 
 
+def test_runs_from_two_machines_say_how_many_each(tmp_path):
+    results, reports = _lrn_fixture(tmp_path, none2={"device_name": "Other CPU"})
+    text = report.write_report("lrn", results, reports).read_text()
+    assert "| cpu (Test CPU) (8 runs), cpu (Other CPU) (1 run) " in text
+    results, reports = _lrn_fixture(tmp_path / "one")
+    assert "| cpu (Test CPU) " in report.write_report("lrn", results, reports).read_text()  # one machine: no count
+
+
 def test_smoke_reports_go_elsewhere_and_the_scorecard_lists_only_real_data(tmp_path):
     spec = spec_file.load("pooling")
     results, reports = tmp_path / "results", tmp_path / "reports"
