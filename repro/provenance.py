@@ -105,3 +105,19 @@ def cpu_features() -> list[str]:
     """The CPU's vector and matrix extensions that decide fp32/bf16 speed (Linux only; else [])."""
     flags = (_cpuinfo("flags") or "").split()
     return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+
+
+BF16_UNITS = ("avx512_bf16", "amx_bf16")
+
+
+def bf16_emulated(precision: str, device: torch.device) -> str | None:
+    """A one-line warning where bf16 is asked of a CPU without bf16 units (neither avx512_bf16
+    nor amx_bf16): autocast then emulates it, far slower than fp32. None where bf16 is native,
+    on other devices, or where the CPU's flags cannot be read."""
+    if precision != "bf16" or device.type != "cpu":
+        return None
+    features = cpu_features()
+    if not features or any(f in features for f in BF16_UNITS):
+        return None
+    return ("warning: runtime.precision=bf16 on a CPU without bf16 units (no avx512_bf16 or amx_bf16): "
+            "autocast emulates it, 4-10x slower than fp32 on an AVX2 CPU (`repro bench`); fp32 is faster here")

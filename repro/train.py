@@ -145,6 +145,8 @@ def run(cfg: RunConfig, out: Path | str, *, quiet: bool = False, log: bool = Fal
     wall0 = time.perf_counter()
     progress = _Progress(quiet or not s.lead, log and s.lead, f"{cfg.model.name} seed {cfg.seed}", total_steps,
                          s.step)
+    if s.lead and (note := provenance.bf16_emulated(cfg.runtime.precision, s.device)):
+        progress.warn(note)
     outrun = None
     try:
         if not history:

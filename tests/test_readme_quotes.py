@@ -117,3 +117,19 @@ def test_the_performance_tables_quote_the_stored_bench_run():
         b = bench["layout"][op]
         assert [nchw, cl, ratio] == [_count(b["nchw_img_s"]), _count(b["channels_last_img_s"]),
                                      f"{b['channels_last_over_nchw']:.2f}x"]
+
+
+def test_the_avx2_table_quotes_its_stored_bench_run():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    bench = json.loads((REPO / "reports" / "bench-avx2.json").read_text(encoding="utf-8"))
+    assert bench["machine"]["cpu_features"] == ["avx2"]  # what the README says of that machine
+    rows = _table_rows(readme, "| model | reference | harness fp32 NCHW | harness (default) | speedup | harness bf16 (emulated)")
+    assert {r[0] for r in rows} == set(bench["training"])
+    for model, ref, nchw, default, speedup, bf16, bf16_speedup in rows:
+        b = bench["training"][model]
+        assert [ref, nchw, default, bf16] == [_count(b["reference_img_s"]),
+                                              _count(b["harness_by_numerics_img_s"]["fp32-nchw"]),
+                                              _count(b["harness_img_s"]), _count(b["harness_bf16_img_s"])]
+        assert [speedup, bf16_speedup] == [f"{b['speedup']:.2f}x", f"{b['speedup_bf16']:.2f}x"]
+    ratios = sorted(v["ours_over_torch"] for v in bench["lrn"].values())
+    assert f"our LRN is {ratios[0]:.2f}-{ratios[-1]:.2f}x" in " ".join(readme.split())

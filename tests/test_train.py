@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import repro.evaluation as evaluation
+import repro.provenance as provenance
 import repro.train as train
 from repro.config import from_dict
 from repro.errors import ConfigError, DivergedError
@@ -123,7 +124,7 @@ def _record_conv1(monkeypatch) -> list[tuple[bool, torch.dtype]]:
 
 
 @pytest.mark.parametrize("model", ["alexnet-cifar", "cifar-80sec"])
-def test_bf16_channels_last_trains_end_to_end_on_cpu(tmp_path, monkeypatch, model):
+def test_bf16_channels_last_trains_end_to_end_on_cpu(tmp_path, monkeypatch, capsys, model):
     """runtime.precision=bf16 autocasts the forward pass on the CPU and runtime.channels_last
     feeds NHWC batches; both are recorded in env.json and the hash, and the losses stay close
     to the fp32 NCHW run's (never equal: bf16 rounds differently)."""
@@ -135,7 +136,9 @@ def test_bf16_channels_last_trains_end_to_end_on_cpu(tmp_path, monkeypatch, mode
     seen.clear()
     fast = tiny(model, data__synthetic_train=96, data__holdout=32, optim__batch_size=32, runtime__precision="bf16",
                 runtime__channels_last=True)
+    monkeypatch.setattr(provenance, "cpu_features", lambda: ["avx2"])  # a CPU that emulates bf16: warned once
     train.run(fast, tmp_path / "bf16", quiet=True)
+    assert capsys.readouterr().err.count("on a CPU without bf16 units") == 1
     assert seen and set(seen) == {(True, torch.bfloat16)}  # training steps and evaluation alike
     assert fast.hash() != fp32.hash()
     env = json.loads((tmp_path / "bf16" / "env.json").read_text())
