@@ -207,7 +207,8 @@ def _device_counts(done: pd.DataFrame) -> list[str]:
     counts = pd.Series(names, dtype=object).value_counts()
     if len(counts) <= 1:
         return sorted(counts.index)
-    return [f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in ordered]
 
 
 def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[str]]:

@@ -117,3 +117,22 @@ def test_a_model_with_no_finished_run_is_guessed_from_the_nearest_model_by_multi
     _finished(results, "cifar-19pct", 10.0, 200.0, "3-abc")  # once its own run finishes, that is used
     rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
     assert all(r["speed"] == (20.0, 1) for r in rows if r["stage"] == "selection")
+
+
+def test_runs_are_estimated_from_this_machines_runs_where_it_has_finished_some(tmp_path, monkeypatch):
+    """One CPU model trained the same runs 2.5x slower than another: a machine's estimate comes
+    from its own finished runs once there are some, else from every machine's."""
+    spec = spec_file.load("lrn")
+    results = tmp_path / "results"
+    monkeypatch.setattr(plan, "_device_here", lambda cfg: "This CPU")
+    for i, (wall, device) in enumerate([(300.0, "Other CPU"), (400.0, "Other CPU"), (350.0, "Other CPU")]):
+        _finished(results, "alexnet-cifar", 10.0, wall, f"{i}-abc")
+        rundir.write_env(results / "other" / "arm" / f"{i}-abc", {"device_name": device})
+    rows = plan.dry_run_rows(spec, "cifar", [0], {}, results)
+    assert {r["estimate_s"] for r in rows} == {30 * 35.0}  # none here yet: every machine's runs
+    assert "on this" not in _estimate_line(rows)
+    _finished(results, "alexnet-cifar", 10.0, 800.0, "7-abc")
+    rundir.write_env(results / "other" / "arm" / "7-abc", {"device_name": "This CPU"})
+    rows = plan.dry_run_rows(spec, "cifar", [0], {}, results)
+    assert {r["estimate_s"] for r in rows} == {30 * 80.0}
+    assert "on this This CPU): 80 s/epoch, median of 1" in _estimate_line(rows)

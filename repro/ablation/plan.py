@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from repro import records, rundir
+from repro import distributed, provenance, records, rundir
 from repro.ablation.request import AblationRequest
 from repro.config import RunConfig, canonical_key
 from repro.errors import ConfigError
@@ -468,17 +468,29 @@ def _speed_for(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[flo
 def _own_speed(results: rundir.Store, model: str, cfg: RunConfig,
                cache: dict[str, tuple[float, int] | None]) -> tuple[str, tuple[float, int] | None]:
     """Measured on finished runs of `model` with cfg's precision and evaluation frequency
-    (bf16 trains ~1.3-2x faster; four evaluations an epoch cost ~50% more), else with its
-    precision, else of `model` at all."""
-    precision, every = cfg.runtime.precision, cfg.eval_every
-    for label, kw in ((f"{model} ({precision}, evaluated every {every:g} epochs)",
-                       {"precision": precision, "eval_every": every}),
+    (bf16 trains ~1.3-2x faster; four evaluations an epoch cost ~50% more), on the device these
+    runs would train on here where such runs exist (one CPU model ran the same runs 2.5x slower
+    than another), else on any device; else with its precision, else of `model` at all."""
+    precision, every, here = cfg.runtime.precision, cfg.eval_every, _device_here(cfg)
+    same = {"precision": precision, "eval_every": every}
+    levels = [(f"{model} ({precision}, evaluated every {every:g} epochs, on this {here})",
+               same | {"device_name": here})] if here else []
+    for label, kw in (*levels, (f"{model} ({precision}, evaluated every {every:g} epochs)", same),
                       (f"{model} ({precision})", {"precision": precision}), (model, {})):
         if label not in cache:
             cache[label] = measured_speed(results, model, **kw)
         if cache[label] is not None:
             return label, cache[label]
     return model, None
+
+
+def _device_here(cfg: RunConfig) -> str | None:
+    """The name of the device cfg's runs would train on on this machine ('AMD EPYC', a GPU's
+    name), as run records store it; None where cfg names a device this machine lacks."""
+    try:
+        return provenance.device_name(distributed.resolve_device(cfg.runtime.device))
+    except ConfigError:
+        return None
 
 
 def _scaled_speed(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[float, int] | None]
@@ -507,9 +519,9 @@ def _scaled_speed(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[
 
 
 def measured_speed(results: rundir.Store | Path, model: str, precision: str | None = None,
-                   eval_every: float | None = None) -> tuple[float, int] | None:
+                   eval_every: float | None = None, device_name: str | None = None) -> tuple[float, int] | None:
     """(median seconds per epoch, number of runs) over the finished runs of `model` (and of
-    `precision` and `eval_every`, where given) in the store's roots, training and evaluation
+    `precision`, `eval_every` and the env's `device_name`, where given) in the store's roots, training and evaluation
     included; None if there is none yet. A run is counted once: its record beside its results
     folder, and its copies in other ablations (the same `<seed>-<hash>` directory), are one run."""
     per_epoch, seen = [], set()
@@ -523,6 +535,8 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
                 continue
             if (precision is not None and cfg.runtime.precision != precision) or (
                     eval_every is not None and cfg.eval_every != eval_every):
+                continue
+            if device_name is not None and (rundir.read_env(summary.parent) or {}).get("device_name") != device_name:
                 continue
             epochs, wall = records.number(s.get("epochs_run")), records.number(s.get("wall_seconds"))
             if epochs > 0 and wall > 0:
