@@ -435,7 +435,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
         "kind": REPORT_KIND, "ablation": spec.name, "report": md.name, "title": spec.title, "scale": sc,
         "question": spec.question, "synthetic": synthetic, "generated_at": generated_at(runs),
         "runs": {"total": int(runs["dir"].nunique()),
-                 "done": int(runs.loc[runs["status"].isin(DONE), "dir"].nunique())},
+                 "done": int(runs.loc[runs["status"].isin(TRAINED), "dir"].nunique())},
         "claims": [{"claim": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
                     "test": r["effect"].test, "paper": _expected(r["claim"]), "measured": effect_text(r["effect"]),
                     "verdict": r["verdict"], "source": r["claim"].source}
@@ -511,7 +511,7 @@ def _answer_lines(rows: list[dict], runs: pd.DataFrame) -> list[str]:
     claim_rows = [r for r in rows if r["claim"] is not None]
     if not claim_rows:
         return []
-    done, total = runs.loc[runs["status"].isin(DONE), "dir"].nunique(), runs["dir"].nunique()
+    done, total = runs.loc[runs["status"].isin(TRAINED), "dir"].nunique(), runs["dir"].nunique()  # outrun too
     head = "**Answer" + (f" so far ({done} of {total} runs finished):**" if done < total else ":**")
     return [head, ""] + [
         f"- {LABELS[r['metric']]}, {r['arm']} vs {r['against']}: {effect_text(r['effect'])} "

@@ -376,6 +376,15 @@ def test_the_answer_comes_first_one_line_per_claim_with_its_verdict(tmp_path):
                 f"(paired n=3; the paper: lower (sign only)): **{r['verdict']}**.") in answer
 
 
+def test_the_answer_counts_every_run_that_ended_outrun_and_diverged_included(tmp_path):
+    """A selection run stopped as outrun, or a diverged run, is done: never trained again."""
+    results, reports = _lrn_fixture(tmp_path)
+    _, _, runs, rows = report.build("lrn", results, reports_dir=reports)
+    pending = runs.index[runs["status"] == "pending"]
+    runs.loc[pending[0], "status"], runs.loc[pending[1], "status"] = "outrun", "diverged"
+    assert report._answer_lines(rows, runs)[0] == "**Answer so far (11 of 12 runs finished):**"
+
+
 def test_a_claim_that_is_not_the_papers_says_so_where_the_papers_value_would_stand():
     precision = spec_file.load("precision").claims[0]  # the project's acceptance rule for bf16
     lrn = spec_file.load("lrn").claims[0]  # §3.3
