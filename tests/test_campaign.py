@@ -8,7 +8,7 @@ from pathlib import Path
 from repro import spec_file
 
 REPO = Path(__file__).resolve().parents[1]
-LINE = re.compile(r"campaign/ablate (?P<rev>[0-9a-f]{7,40}) (?P<name>[a-z0-9-]+)(?P<args>( --seeds \d+)?)"
+LINE = re.compile(r"campaign/ablate (?P<rev>[0-9a-f]{7,40}) (?:main:)?(?P<name>[a-z0-9-]+)(?P<args>( --seeds \d+)?)"
                   r"( @ (?P<filter>\S+))?")
 
 
