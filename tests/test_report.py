@@ -558,7 +558,8 @@ def test_bias_init_measures_how_long_the_holdout_loss_sits_at_chance(tmp_path):
 @pytest.mark.parametrize("every,enough", [(0.5, True), (10.0, False)])
 def test_figure_1s_cap_check_says_whether_twice_the_papers_ratio_fits_under_the_cap(tmp_path, every, enough):
     """Issue 11: tanh's cap must be at least 12x ReLU's crossing time (twice the paper's 6x)."""
-    spec = spec_file.load("activation")  # cifar caps: relu 30 epochs, tanh 150
+    spec = spec_file.load("activation")  # cifar caps: relu 30 epochs, tanh 120
+    cap = spec.config("tanh", "cifar", 0, 0.01).epochs
     results, reports = tmp_path / "results", tmp_path / "reports"
     entries = []
     for seed in range(2):
@@ -570,7 +571,7 @@ def test_figure_1s_cap_check_says_whether_twice_the_papers_ratio_fits_under_the_
     text = report.write_report("activation", results, reports).read_text(encoding="utf-8")
     crossing = every + (0.6 - 0.25) / 0.4 * every  # relu: 0.6 at `every`, 0.2 at 2 * every
     line = next(x for x in text.splitlines() if x.startswith("Cap check (tanh vs relu)"))
-    assert f"cap of 150 epochs is {150 / crossing:.1f}x" in line and f"({crossing:.2f} epochs)" in line
+    assert f"cap of {cap} epochs is {cap / crossing:.1f}x" in line and f"({crossing:.2f} epochs)" in line
     assert ("would still be measured" in line) == enough and ("raise it" in line) == (not enough)
 
 
