@@ -29,6 +29,7 @@ lists one command per pending run (`plan_commands`); `--dry-run` shows `dry_run_
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -487,8 +488,13 @@ def _own_speed(results: rundir.Store, model: str, cfg: RunConfig,
 def _device_here(cfg: RunConfig) -> str | None:
     """The name of the device cfg's runs would train on on this machine ('AMD EPYC', a GPU's
     name), as run records store it; None where cfg names a device this machine lacks."""
+    return _device_name_of(cfg.runtime.device)
+
+
+@functools.cache
+def _device_name_of(device: str) -> str | None:  # once per device, not once per planned run
     try:
-        return provenance.device_name(distributed.resolve_device(cfg.runtime.device))
+        return provenance.device_name(distributed.resolve_device(device))
     except ConfigError:
         return None
 
