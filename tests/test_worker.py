@@ -18,8 +18,8 @@ TINY = REPO / "tests" / "fixtures" / "tiny.toml"
 WORKER = REPO / "tools" / "worker.sh"
 
 
-def _pick(queue: Path) -> str:
-    out = subprocess.run(["bash", str(WORKER), "--pick", str(queue)], capture_output=True, text=True, check=True)
+def _pick(queue: Path, how: str = "--pick") -> str:
+    out = subprocess.run(["bash", str(WORKER), how, str(queue)], capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 
@@ -34,7 +34,10 @@ def test_picks_skip_claimed_runs_and_configs_claimed_under_another_ablation(tmp_
     queue = tmp_path / "queue"
     queue.mkdir()
     (queue / "ablations.txt").write_text(f"bash {fake} B @ ^on/\nbash {fake} A\nbash {fake} B\n")
+    assert _pick(queue, "--peek") == f"bash {fake} B --only on/0-aaa"  # a peek claims nothing...
+    assert (queue / "claims.txt").read_text() == ""
     assert _pick(queue) == f"bash {fake} B --only on/0-aaa"  # the filter: only B's `on` runs
+    assert _pick(queue, "--peek") == f"bash {fake} A --only off/0-bbb"  # ...and sees the claims
     assert _pick(queue) == f"bash {fake} A --only off/0-bbb"  # A's on/0-aaa is B's config, claimed
     assert _pick(queue) == f"bash {fake} B --only x/1-ccc"
     assert _pick(queue) == "WAIT"  # nothing free, but claimed runs are still to finish

@@ -19,10 +19,12 @@
 # non-zero is listed in QUEUE_DIR/failed.txt and not picked again (delete the line to retry).
 # After a crash, delete claims.txt before starting the workers again; runs resume from their
 # checkpoints.
+#
+#   tools/worker.sh --peek QUEUE_DIR      # what the next pick would be, claiming nothing
 set -u
 
 pick() {  # print the next claimed job, or WAIT (runs still to come), or nothing (all done)
-  local dir=$1 more=0 entry line filter plan sel
+  local dir=$1 claim=${2:-claim} more=0 entry line filter plan sel
   touch "$dir/claims.txt" "$dir/failed.txt"
   while read -r entry; do
     [ -z "$entry" ] && continue
@@ -34,7 +36,7 @@ pick() {  # print the next claimed job, or WAIT (runs still to come), or nothing
         continue  # failed once: left for a person to look at
       fi
       if ! sed 's|.*/||' "$dir/claims.txt" | grep -qxF -- "${sel##*/}"; then
-        echo "$line --only $sel" >> "$dir/claims.txt"
+        [ "$claim" = claim ] && echo "$line --only $sel" >> "$dir/claims.txt"
         echo "$line --only $sel"
         return
       fi
@@ -47,6 +49,7 @@ pick() {  # print the next claimed job, or WAIT (runs still to come), or nothing
 }
 
 if [ "${1:-}" = --pick ]; then pick "$2"; exit 0; fi
+if [ "${1:-}" = --peek ]; then pick "$2" peek; exit 0; fi
 [ $# -ge 1 ] && [ -f "$1/ablations.txt" ] || { echo "usage: tools/worker.sh QUEUE_DIR [NAME] (QUEUE_DIR/ablations.txt: one repro ablate prefix per line)" >&2; exit 2; }
 dir=$(cd "$1" && pwd); name=${2:-$$}; self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 while true; do
