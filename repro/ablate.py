@@ -164,8 +164,9 @@ def ablate_one(spec: AblationSpec, request: AblationRequest, trainer: Trainer | 
     out = Outcome(spec.name, scale, plan.total_runs(spec, scale, seeds))
     if request.dry_run:
         out.plan = plan.dry_run_rows(spec, scale, seeds, overrides, results)
-        if not request.quiet:
-            _print_rows(console, out.plan, f"{spec.name} at scale {scale}: {out.total} runs")
+        if not request.quiet:  # `all` lists only what is left: hundreds of finished runs hide it
+            _print_rows(console, out.plan, f"{spec.name} at scale {scale}: {out.total} runs",
+                        only_left=request.name == "all")
         return out
     if request.only is not None:
         return _ablate_only(spec, request, seeds, overrides, out, console, runner)
@@ -202,19 +203,23 @@ def _ablate_only(spec: AblationSpec, request: AblationRequest, seeds: list[int],
 # ----------------------------------------------------------------------------- printing plans
 
 
-def _print_rows(console: Console, rows: list[dict[str, Any]], title: str) -> None:
-    """--dry-run: a table of the runs and their state."""
+def _print_rows(console: Console, rows: list[dict[str, Any]], title: str, only_left: bool = False) -> None:
+    """--dry-run: a table of the runs and their state (only_left: of the runs with something
+    left to train, the finished ones counted in a line under it; no table if none is left)."""
+    shown = [r for r in rows if r["state"] not in plan.NOTHING_LEFT] if only_left else rows
     table = Table(title=title)
     for col in ("ablation", "stage", "arm", "seed", "grid", "hash", "state", "left", "dir"):
         table.add_column(col)
     colours = {"done": "green", "copy": "green", "outrun": "green", "diverged": "red", "running": "yellow",
                "partial": "yellow"}
-    for row in rows:
+    for row in shown:
         st = row["state"]
         table.add_row(*(str(row[c]) for c in ("ablation", "stage", "arm", "seed", "grid", "hash")),
                       f"[{colours.get(st, 'white')}]{st}[/]", _duration(row["estimate_s"]), row["dir"])
-    console.print(table)
-    console.print(f"{rows[0]['ablation']}: {_estimate_line(rows)}" if rows else _estimate_line(rows),
+    if shown:
+        console.print(table)
+    hidden = f" ({len(rows) - len(shown)} finished run(s) not listed)" if len(shown) < len(rows) else ""
+    console.print(f"{rows[0]['ablation']}: {_estimate_line(rows)}{hidden}" if rows else _estimate_line(rows),
                   highlight=False, soft_wrap=True)
 
 

@@ -328,7 +328,9 @@ def test_dry_run_of_all_names_each_ablation_and_sums_what_is_left(tmp_path):
     console = _quiet_console()
     outs = _ablate("all", tmp_path, dry_run=True, quiet=False, console=console)
     text = console.file.getvalue()
-    assert "pooling: nothing left to train" in text
+    # only what is left is listed: no table for finished pooling, its runs counted on its line
+    assert "pooling: nothing left to train (4 finished run(s) not listed)" in text
+    assert "pooling at scale smoke" not in text and "activation at scale smoke: 8 runs" in text
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
             for line in text.splitlines() if line.startswith("│") and "│" in line[1:]}
     assert rows["pooling"][:3] == ["4", "4", "0"]
