@@ -44,18 +44,20 @@ __all__ = ["AblationRequest", "Outcome", "run_ablation"]
 # ----------------------------------------------------------------------------- checking the request
 
 
-def default_scale(data_dir: str | os.PathLike | None = None) -> str:
-    """'cifar' when CIFAR-10 can be found; otherwise a one-line ConfigError saying how to get it."""
+def default_scale(data_dir: str | os.PathLike | None = None, asked: bool = False) -> str:
+    """'cifar' when CIFAR-10 can be found; otherwise a one-line ConfigError saying how to get it
+    (asked: --scale cifar was given, not defaulted to)."""
     from repro.data.cifar10 import find_root
 
     try:
         find_root(data_dir)
     except DataError:
-        raise ConfigError(
-            "CIFAR-10 not found for the default --scale cifar: pass --data-dir D (a folder holding "
-            "cifar-10-batches-py/), set $REPRO_DATA, add --download to fetch it, "
-            "or use --scale smoke (synthetic data, no download)"
-        ) from None
+        why = "" if asked else " for the default --scale cifar"
+        how = ("add --download to fetch it there" if data_dir else "pass --data-dir D (a folder holding "
+               "cifar-10-batches-py/), set $REPRO_DATA, add --download to fetch it")
+        where = f" in --data-dir {data_dir} (it needs cifar-10-batches-py/ inside)" if data_dir else ""
+        raise ConfigError(f"CIFAR-10 not found{where}{why}: {how}, "
+                          "or use --scale smoke (synthetic data, no download)") from None
     return "cifar"
 
 
@@ -65,7 +67,7 @@ def _check_data(scale: str, data_dir: str | None, download: bool) -> None:
             from repro.data.cifar10 import download as fetch
 
             fetch(data_dir)
-        default_scale(data_dir)
+        default_scale(data_dir, asked=True)
     elif scale == "imagenet" and not data_dir:
         raise ConfigError("--scale imagenet needs --data-dir D (an ImageNet folder: train/ and val/ by class)")
 
@@ -111,10 +113,10 @@ def run_ablation(request: AblationRequest, *, trainer: Trainer | None = None, co
     repro.train.run; console: where the progress view and the result lines go.
     """
     _check(request)
+    names = spec_file.names() if request.name == "all" else [request.name]
+    specs = [spec_file.load(n) for n in names]  # a mistyped name is the first thing to say
     scale = _resolve_scale(request)
     request = dataclasses.replace(request, scale=scale)
-    names = spec_file.names() if request.name == "all" else [request.name]
-    specs = [spec_file.load(n) for n in names]
     console = console or Console()
     if request.plan:
         return _plan(specs, request, stream or sys.stdout)

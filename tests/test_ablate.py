@@ -95,6 +95,12 @@ def test_default_scale(tmp_path, monkeypatch):
     assert "\n" not in msg and all(s in msg for s in ("--data-dir", "$REPRO_DATA", "--download", "--scale smoke"))
     with pytest.raises(ConfigError):
         run_ablation("lrn", results_dir=tmp_path / "r", reports_dir=tmp_path / "p", quiet=True)
+    with pytest.raises(ConfigError) as e:  # a --data-dir given is named, not asked for again
+        _ablate("lrn", tmp_path, scale="cifar", data_dir=str(tmp_path / "d"))
+    assert f"not found in --data-dir {tmp_path / 'd'} (it needs cifar-10-batches-py/ inside)" in str(e.value)
+    assert "for the default --scale" not in str(e.value) and "$REPRO_DATA" not in str(e.value)
+    with pytest.raises(ConfigError, match="unknown ablation 'lrnn'"):  # the name is checked before the data
+        _ablate("lrnn", tmp_path, scale=None)
     (tmp_path / "d" / "cifar-10-batches-py").mkdir(parents=True)
     assert ablate.default_scale(tmp_path / "d") == "cifar"
     monkeypatch.setenv("REPRO_DATA", str(tmp_path / "d"))
