@@ -296,6 +296,7 @@ def _plot(arm_curves: Mapping[str, list], keys: Sequence[tuple[str, str]], path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    steps: set[float] = set()
     for i, (arm, runs) in enumerate(arm_curves.items()):
         colour = f"C{i}"
         for key, style in keys:
@@ -309,12 +310,14 @@ def _plot(arm_curves: Mapping[str, list], keys: Sequence[tuple[str, str]], path:
                     if not math.isnan(y):
                         by_epoch[ep].append(y)
             xs = sorted(by_epoch)
+            steps.update(round(b - a, 6) for a, b in zip(xs, xs[1:]))
             if xs:
                 ax.plot(xs, [float(np.mean(by_epoch[x])) for x in xs], color=colour, ls=style, lw=2,
                         label=f"{arm}, {key.replace('_', ' ')} (mean of {len(runs)})")
     if hline is not None:
         ax.axhline(scale * hline, color="black", ls="--", lw=1, alpha=0.7, label=hline_label)
-    ax.set_xlabel("epoch (fractional: evaluations every eval_every epochs)")
+    step = min(steps, default=1.0)
+    ax.set_xlabel("epoch" if step >= 1 else f"epoch (evaluated every {step:g} epochs)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
