@@ -309,6 +309,12 @@ def test_selection_runs_that_can_no_longer_be_chosen_stop_and_the_choice_stands(
     assert manifest["selection"]["chosen"] == {"relu": 0.004, "tanh": 0.004}
     text = (results / "smoke-reports" / "activation.md").read_text()
     assert "| outrun " in text and "*outrun*: stopped at the end of the first epoch" in text
+    # --dry-run prices a grid run a rival has beaten up to where it would be outrun, not to its cap
+    shutil.rmtree(results / sel["relu", 0.002].rel)
+    [out] = _ablate("activation", tmp_path, dry_run=True)
+    [row] = [r for r in out.plan if r["hash"] == sel["relu", 0.002].hash]
+    assert row["state"] == "pending" and sel["relu", 0.002].cfg.epochs == 4
+    assert row["estimate_s"] == pytest.approx(2 * row["speed"][0])  # epoch 2: the end of 0.004's crossing's epoch
 
 
 def test_dry_run_lists_runs_and_states(tmp_path):

@@ -563,4 +563,11 @@ def _seconds_left(run: Run, state: str, results: rundir.Store, speed: tuple[floa
         return None
     done = rundir.read_metrics(results.find(run.rel))
     trained = records.number(done[-1].get("epoch")) if done else 0.0
-    return max(0.0, run.cfg.epochs - (0.0 if math.isnan(trained) else trained)) * speed[0]
+    return max(0.0, _epochs_cap(run, results) - (0.0 if math.isnan(trained) else trained)) * speed[0]
+
+
+def _epochs_cap(run: Run, results: rundir.Store) -> float:
+    """The most epochs `run` can still train: its cap, or for a selection run a rival has
+    already beaten, the end of the epoch its rival's crossing falls in (then it is outrun)."""
+    bound = rival_bound(results, run.rivals) if run.rivals else None
+    return float(run.cfg.epochs) if bound is None else min(float(run.cfg.epochs), float(math.ceil(bound)))
