@@ -206,8 +206,8 @@ def _ablate_only(spec: AblationSpec, request: AblationRequest, seeds: list[int],
 
 
 def _print_rows(console: Console, rows: list[dict[str, Any]], title: str, only_left: bool = False) -> None:
-    """--dry-run: a table of the runs and their state (only_left: of the runs with something
-    left to train, the finished ones counted in a line under it; no table if none is left)."""
+    """--dry-run: a table of the runs and their state (only_left: only the runs with something
+    left to train, the finished ones just counted on the estimate line; no table if none is left)."""
     shown = [r for r in rows if r["state"] not in plan.NOTHING_LEFT] if only_left else rows
     table = Table(title=title)
     for col in ("ablation", "stage", "arm", "seed", "grid", "hash", "state", "left", "dir"):
