@@ -51,6 +51,17 @@ def test_picks_skip_claimed_runs_and_configs_claimed_under_another_ablation(tmp_
     assert _pick(queue) == ""  # every plan empty: the workers stop
 
 
+def test_lines_that_start_with_a_hash_are_skipped_without_planning(tmp_path):
+    """A finished line kept as a record (`# finished: ...`) is never run, not even its `--plan`."""
+    fake = tmp_path / "fake.sh"
+    fake.write_text('echo "$1" >> "$(dirname "$0")/planned.txt"; echo "repro ablate $1 --only on/0-$1"\n')
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    (queue / "ablations.txt").write_text(f"# finished 2026-12-07: bash {fake} A\n\nbash {fake} B\n")
+    assert _pick(queue, "--peek") == f"bash {fake} B --only on/0-B"
+    assert (tmp_path / "planned.txt").read_text() == "B\n"
+
+
 @pytest.mark.slow
 def test_two_workers_drain_a_queue_with_the_real_trainer(tmp_path):
     results = tmp_path / "results"

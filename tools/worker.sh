@@ -9,7 +9,9 @@
 # ablations.txt: one `repro ablate NAME ...` command prefix per line (everything but --plan and
 # --only, e.g. `cd ../snapshot && PYTHONPATH=. python -m repro ablate lrn --scale cifar
 # --results ../main/results --reports ../main/reports`), first line first; a line may end in
-# " @ REGEX" to take only the runs whose selector (ARM/SEED-HASH) matches. Edit it at any time.
+# " @ REGEX" to take only the runs whose selector (ARM/SEED-HASH) matches; a line that starts with
+# "#" is skipped (a finished line kept as the record of what ran, without the few seconds its
+# `--plan` costs at every pick). Edit it at any time.
 #
 # How a run is picked, under QUEUE_DIR/picker.lock: each line's `--plan` lists its pending runs
 # (a run another process is training is not pending); the first one not in QUEUE_DIR/claims.txt
@@ -27,7 +29,7 @@ pick() {  # print the next claimed job, or WAIT (runs still to come), or nothing
   local dir=$1 claim=${2:-claim} more=0 entry line filter plan sel
   touch "$dir/claims.txt" "$dir/failed.txt"
   while read -r entry; do
-    [ -z "$entry" ] && continue
+    case $entry in '' | '#'*) continue ;; esac
     line=${entry%% @ *}; filter=.
     [ "$line" != "$entry" ] && filter=${entry#* @ }
     plan=$(bash -c "$line --plan" 2>/dev/null)
