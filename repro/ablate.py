@@ -230,7 +230,7 @@ def _print_summary(console: Console, outcomes: Sequence[Outcome]) -> None:
     table = Table(title=f"every ablation at scale {outcomes[0].scale}")
     for col in ("ablation", "runs", "finished", "left", "time left (one process)", "not counted"):
         table.add_column(col, justify="left" if col in ("ablation", "not counted") else "right")
-    total, uncounted = 0.0, False
+    total, uncounted, likely = 0.0, False, 0.0
     for out in outcomes:
         finished = sum(r["state"] in plan.NOTHING_LEFT for r in out.plan)
         left = [r for r in out.plan if r["state"] not in plan.NOTHING_LEFT]
@@ -238,13 +238,16 @@ def _print_summary(console: Console, outcomes: Sequence[Outcome]) -> None:
         waiting = sum(r["grid"] == "after selection" for r in left)
         unmeasured = len(left) - len(known) - waiting
         why = [f"{unmeasured} run(s) without a measured speed"] * bool(unmeasured)
-        why += [f"main seeds of {waiting} arm(s), after selection"] * bool(waiting)
-        total, uncounted = total + sum(known), uncounted or bool(why)
+        about = sum(r["waiting_s"][0] for r in left if r["grid"] == "after selection" and r.get("waiting_s"))
+        why += [f"main seeds of {waiting} arm(s), after selection" + (f" (about {_duration(about)})" if about else "")
+                ] * bool(waiting)
+        total, uncounted, likely = total + sum(known), uncounted or bool(why), likely + about
         table.add_row(out.name, str(out.total), str(finished), str(out.total - finished),
                       _duration(sum(known)) if known else "-", "; ".join(why))
     console.print(table)
+    waits = f" (main seeds after selection: about {_duration(likely)})" if likely else ""
     console.print(f"all: at most {_duration(total)} of one process (about {_duration(total / 2)} with two "
-                  "processes at a time)" + (", plus what is not counted" if uncounted else ""),
+                  "processes at a time)" + (f", plus what is not counted{waits}" if uncounted else ""),
                   highlight=False, soft_wrap=True)
 
 
@@ -272,8 +275,19 @@ def _estimate_line(rows: list[dict[str, Any]]) -> str:
     if unknown:
         text += f"; {unknown} run(s) without a measured speed (no finished run of their model yet)"
     if waiting:
-        text += f"; the main seeds of {waiting} arm(s) wait for their selection runs (not counted)"
+        text += f"; the main seeds of {waiting} arm(s) wait for their selection runs (not counted{_waiting_cost(left)})"
     return text + shared
+
+
+def _waiting_cost(rows: list[dict[str, Any]]) -> str:
+    """What the main seeds that wait for selection may cost (plan._waiting_seconds), or ''."""
+    priced = [r["waiting_s"] for r in rows if r["grid"] == "after selection" and r.get("waiting_s")]
+    if not priced:
+        return ""
+    waiting = sum(r["grid"] == "after selection" for r in rows)
+    which = "" if len(priced) == waiting else f" {len(priced)} of those arms:"
+    return (f";{which} about {_duration(sum(a for a, _ in priced))} if each seed stops where its arm's fastest "
+            f"selection run reached the target so far, at most {_duration(sum(m for _, m in priced))} at their caps")
 
 
 def _plan(specs: Sequence[AblationSpec], request: AblationRequest, stream: TextIO) -> list[Outcome]:

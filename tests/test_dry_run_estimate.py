@@ -92,7 +92,7 @@ def test_runs_are_estimated_from_runs_evaluated_as_often_and_waiting_arms_are_no
     rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
     assert all(r["speed"] == (30.0, 1) for r in rows if r["stage"] == "selection")
     line = _estimate_line(rows)
-    assert "the main seeds of 2 arm(s) wait for their selection runs (not counted)" in line
+    assert "the main seeds of 2 arm(s) wait for their selection runs (not counted; about " in line
     assert "without a measured speed" not in line
 
 
@@ -136,3 +136,27 @@ def test_runs_are_estimated_from_this_machines_runs_where_it_has_finished_some(t
     rows = plan.dry_run_rows(spec, "cifar", [0], {}, results)
     assert {r["estimate_s"] for r in rows} == {30 * 80.0}
     assert "on this This CPU): 80 s/epoch, median of 1" in _estimate_line(rows)
+
+
+def test_main_seeds_waiting_for_selection_are_priced_from_the_arms_fastest_crossing_so_far(tmp_path):
+    """Not counted in the total (nothing is chosen yet), but said: about (seeds x the end of the
+    epoch of the arm's fastest crossing so far), at most (seeds x the cap)."""
+    spec = spec_file.load("activation")  # selection on seed 1000: seeds 0-2 are all main seeds
+    results = tmp_path / "results"
+    d = results / "other" / "arm" / "0-abc"  # cifar-80sec, evaluated every half epoch: 30 s/epoch
+    d.mkdir(parents=True)
+    rundir.write_config(d, make_config("cifar-80sec", {"data.holdout": 64, "eval_every": 0.5}))
+    rundir.write_summary(d, {"status": rundir.FINISHED, "epochs_run": 10.0, "wall_seconds": 300.0})
+    tanh = [r for r in plan.selection_runs(spec, "cifar", [0, 1, 2], {}) if r.arm == "tanh"]
+    cap = tanh[0].cfg.epochs
+    waits = {r["arm"]: r["waiting_s"] for r in plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
+             if r["grid"] == "after selection"}
+    assert waits == {"relu": (3 * 30 * 30.0, 3 * 30 * 30.0), "tanh": (3 * cap * 30.0, 3 * cap * 30.0)}
+    for r, crossing in zip(tanh[:2], (27.41, 30.36)):  # two grid values reached 25%: the faster counts
+        (results / r.rel).mkdir(parents=True)
+        rundir.write_summary(results / r.rel, {"status": rundir.TARGET_REACHED, "epochs_to_target": crossing,
+                                               "epochs_run": crossing, "wall_seconds": 1.0})
+    rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
+    [tanh_row] = [r for r in rows if r["grid"] == "after selection" and r["arm"] == "tanh"]
+    assert tanh_row["waiting_s"] == (3 * 28 * 30.0, 3 * cap * 30.0) and tanh_row["estimate_s"] is None
+    assert f"about {(3 * 28 + 3 * 30) * 30 / 3600:.1f} h if each seed stops where" in _estimate_line(rows)

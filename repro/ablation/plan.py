@@ -453,8 +453,25 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
                      "estimate_s": _seconds_left(r, st, results, speed), "model": label, "speed": speed})
     for arm in waiting_arms(spec, seeds, chosen):
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
-                     "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None})
+                     "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None,
+                     "waiting_s": _waiting_seconds(spec, seeds, [r for r in sel if r.arm == arm], results, speeds)})
     return rows
+
+
+def _waiting_seconds(spec: AblationSpec, seeds: Sequence[int], arm_sel: Sequence[Run], results: rundir.Store,
+                     speeds: dict[str, tuple[float, int] | None]) -> tuple[float, float] | None:
+    """(about, at most) seconds for the main seeds of an arm whose value is not chosen yet: each
+    seed priced at the end of the epoch in which the arm's fastest selection run so far reached
+    its target (its cap while none has), and at its cap. None without a measured speed."""
+    if not arm_sel:
+        return None
+    _, speed = _speed_for(results, arm_sel[0].cfg, speeds)
+    if speed is None:
+        return None
+    n, cap = len(_main_seeds(spec, seeds)), float(arm_sel[0].cfg.epochs)
+    best = rival_bound(results, [r.rel for r in arm_sel])
+    about = cap if best is None else min(cap, float(math.ceil(best)))
+    return n * about * speed[0], n * cap * speed[0]
 
 
 def _speed_for(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[float, int] | None]
