@@ -6,6 +6,7 @@
     arm_values(runs, arm, m)     an arm's values of one metric, for repro.stats
     paired_values(runs, a, b, m) two arms' values matched by seed (paired claims)
     crossing(rows, key, y)       when a curve first reaches y, interpolated between evaluations
+    crossings(roots, runs, ys)   each analysed run's training-error crossing of each y (NaN: never)
 
 The run directories are found through repro.rundir, under one or more roots (`roots`: the
 first that holds a run's summary wins), so a manifest's runs may lie in more than one place.
@@ -173,6 +174,18 @@ def curves(roots: Sequence[Path], runs: pd.DataFrame) -> Curves:
         if m:
             out[r["arm"]].append(([float(x["epoch"]) for x in m], {k: [number(x.get(k)) for x in m] for k in CURVES}))
     return out
+
+
+def crossings(roots: Sequence[Path], runs: pd.DataFrame, thresholds: Sequence[float]) -> pd.DataFrame:
+    """One row per analysed training run (arm, seed) with, per threshold, the fractional epoch
+    at which its eval-mode training error first reached it (NaN where it never did)."""
+    out = []
+    for _, r in runs[runs["in_analysis"] & runs["evaluates"].isna()].iterrows():
+        m = rundir.read_metrics(rundir.locate(r["dir"], roots))
+        hits = {y: crossing(m, "train_error", y) for y in thresholds}
+        out.append({"arm": r["arm"], "seed": int(r["seed"]),
+                    **{y: math.nan if h is None else h for y, h in hits.items()}})
+    return pd.DataFrame(out, columns=["arm", "seed", *thresholds])
 
 
 def targets(roots: Sequence[Path], runs: pd.DataFrame) -> list[float]:

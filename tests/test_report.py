@@ -608,3 +608,26 @@ def test_an_edited_spec_says_whether_it_still_plans_these_runs(tmp_path):
     rundir.write_manifest(path, {**m, "spec_sha256": "0" * 64, "seeds": [0, 1, 2, 3, 4]})
     assert "edited since these runs: it now plans 3 run(s) these records do not have" in ablation_row()
     assert plan.runs_not_in(spec_file.load("lrn"), {**m, "scale": "no-such-scale"}) is None
+
+
+def test_a_ratio_of_epochs_to_target_is_remeasured_at_the_other_thresholds_every_run_reached(tmp_path):
+    """Post hoc, beside a claim on epochs to 25%: the same paired ratio at 40, 35, 30%; none at
+    20%, which the tanh runs (stopped at the target) never reached. Its 25% row is the claim's."""
+    spec = spec_file.load("activation")
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    entries = []
+    for seed in range(3):  # relu crosses 40/35/30/25/20% at 1.5/1.75/2/2.5/3 epochs; tanh 40-25% at 2/2.5/3/4
+        entries.append(make_run(results, spec, "cifar", "relu", seed, [(0.5, 0.5), (0.3, 0.3), (0.2, 0.3)],
+                                grid_value=0.002))
+        entries.append(make_run(results, spec, "cifar", "tanh", seed, [(0.6, 0.6), (0.4, 0.4), (0.3, 0.3),
+                                                                       (0.25, 0.3)], grid_value=0.01))
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2])
+    text = report.write_report("activation", results, reports).read_text(encoding="utf-8")
+    section = text.split("## Other thresholds")[1].split("\n## ")[0]
+    rows = {c[2]: c[5] for c in (x.split("|") for x in section.splitlines() if x.startswith("| tanh vs relu"))}
+    assert [k.strip() for k in rows] == ["40%", "35%", "30%", "25% (the claim)"]  # 20%: tanh never got there
+    assert [v.strip().split("x")[0] for v in rows.values()] == ["1.33", "1.43", "1.50", "1.60"]
+    claim_row = next(x for x in text.splitlines() if x.startswith("| epochs to target, tanh vs relu"))
+    assert rows[" 25% (the claim)          "].strip() in claim_row
+    lrn_text = report.write_report("lrn", *_lrn_fixture(tmp_path / "lrn")).read_text(encoding="utf-8")
+    assert "## Other thresholds" not in lrn_text  # no claim on epochs to a target
