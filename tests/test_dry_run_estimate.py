@@ -8,11 +8,12 @@ from repro.ablation import plan
 from repro.models import make_config
 
 
-def _finished(root: Path, model: str, epochs: float, wall: float, name: str, precision: str = "fp32") -> None:
+def _finished(root: Path, model: str, epochs: float, wall: float, name: str, precision: str = "fp32",
+              status: str = rundir.FINISHED) -> None:
     d = root / "other" / "arm" / name
     d.mkdir(parents=True)
     rundir.write_config(d, make_config(model, {"data.holdout": 64, "runtime.precision": precision}))
-    rundir.write_summary(d, {"status": rundir.FINISHED, "epochs_run": epochs, "wall_seconds": wall})
+    rundir.write_summary(d, {"status": status, "epochs_run": epochs, "wall_seconds": wall})
 
 
 def test_estimates_come_from_the_median_speed_of_finished_runs_of_the_same_model(tmp_path):
@@ -39,6 +40,14 @@ def test_estimates_come_from_the_median_speed_of_finished_runs_of_the_same_model
     line = _estimate_line(rows)
     total = (len(rows) - 1) * 30 * 40 + 20 * 40
     assert f"at most {total / 3600:.1f} h" in line and "40 s/epoch, median of 3" in line
+
+
+def test_a_grid_run_stopped_by_its_rival_measures_the_speed_too_a_diverged_one_does_not(tmp_path):
+    results = tmp_path / "results"
+    _finished(results, "alexnet-cifar", 10.0, 400.0, "0-abc")  # 40 s/epoch
+    _finished(results, "alexnet-cifar", 6.0, 300.0, "1-abc", status=rundir.OUTRUN)  # 50 s/epoch, outrun
+    _finished(results, "alexnet-cifar", 1.0, 1.0, "2-abc", status=rundir.DIVERGED)
+    assert plan.measured_speed(results, "alexnet-cifar") == (45.0, 2)
 
 
 def test_no_finished_run_means_no_estimate(tmp_path):

@@ -46,6 +46,7 @@ from repro.spec_file import AblationSpec
 
 state = rundir.state  # done | diverged | outrun | running | partial | pending
 NOTHING_LEFT = ("done", "diverged", "outrun", "copy")  # dry-run states with nothing left to train
+TIMED = (*rundir.DONE, rundir.OUTRUN)  # runs whose wall time per epoch measures a speed (stopped by a rival too)
 
 
 @dataclass(frozen=True)
@@ -543,7 +544,7 @@ def _scaled_speed(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[
 
 def measured_speed(results: rundir.Store | Path, model: str, precision: str | None = None,
                    eval_every: float | None = None, device_name: str | None = None) -> tuple[float, int] | None:
-    """(median seconds per epoch, number of runs) over the finished runs of `model` (and of
+    """(median seconds per epoch, number of runs) over the finished or outrun runs of `model` (and of
     `precision`, `eval_every` and the env's `device_name`, where given) in the store's roots, training and evaluation
     included; None if there is none yet. A run is counted once: its record beside its results
     folder, and its copies in other ablations (the same `<seed>-<hash>` directory), are one run."""
@@ -554,7 +555,7 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
                 continue
             s = rundir.read_json(summary)
             cfg = rundir.run_config(summary.parent)
-            if not s or s.get("status") not in rundir.DONE or cfg is None or cfg.model.name != model:
+            if not s or s.get("status") not in TIMED or cfg is None or cfg.model.name != model:
                 continue
             if (precision is not None and cfg.runtime.precision != precision) or (
                     eval_every is not None and cfg.eval_every != eval_every):
