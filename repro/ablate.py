@@ -226,29 +226,28 @@ def _print_rows(console: Console, rows: list[dict[str, Any]], title: str, only_l
 
 
 def _print_summary(console: Console, outcomes: Sequence[Outcome]) -> None:
-    """--dry-run of `all`: one line per ablation (runs finished, left, time left), and the total."""
+    """--dry-run of `all`: one line per ablation (runs finished, left, time left at most and
+    about, main seeds that wait for selection included), and the totals."""
     table = Table(title=f"every ablation at scale {outcomes[0].scale}")
-    for col in ("ablation", "runs", "finished", "left", "time left (one process)", "not counted"):
+    for col in ("ablation", "runs", "finished", "left", "at most (one process)", "about", "not counted"):
         table.add_column(col, justify="left" if col in ("ablation", "not counted") else "right")
-    total, uncounted, likely = 0.0, False, 0.0
+    total, about_total, uncounted = 0.0, 0.0, False
     for out in outcomes:
         finished = sum(r["state"] in plan.NOTHING_LEFT for r in out.plan)
         left = [r for r in out.plan if r["state"] not in plan.NOTHING_LEFT]
-        known = [r["estimate_s"] for r in left if r["estimate_s"] is not None]
-        waiting = sum(r["grid"] == "after selection" for r in left)
-        unmeasured = len(left) - len(known) - waiting
-        why = [f"{unmeasured} run(s) without a measured speed"] * bool(unmeasured)
-        about = sum(r["waiting_s"][0] for r in left if r["grid"] == "after selection" and r.get("waiting_s"))
-        why += [f"main seeds of {waiting} arm(s), after selection" + (f" (about {_duration(about)})" if about else "")
-                ] * bool(waiting)
-        total, uncounted, likely = total + sum(known), uncounted or bool(why), likely + about
+        known = [(r["estimate_s"], r.get("about_s") or r["estimate_s"]) for r in left if r["estimate_s"] is not None]
+        known += [(r["waiting_s"][1], r["waiting_s"][0]) for r in left if r.get("waiting_s")]  # (at most, about)
+        unmeasured = sum(r["estimate_s"] is None and not r.get("waiting_s") for r in left)
+        most, about = sum(m for m, _ in known), sum(a for _, a in known)
+        total, about_total, uncounted = total + most, about_total + about, uncounted or bool(unmeasured)
         table.add_row(out.name, str(out.total), str(finished), str(out.total - finished),
-                      _duration(sum(known)) if known else "-", "; ".join(why))
+                      _duration(most) if known else "-", _duration(about) if known else "-",
+                      f"{unmeasured} run(s) or arm(s) without a measured speed" if unmeasured else "")
     console.print(table)
-    waits = f" (main seeds after selection: about {_duration(likely)})" if likely else ""
-    console.print(f"all: at most {_duration(total)} of one process (about {_duration(total / 2)} with two "
-                  "processes at a time)" + (f", plus what is not counted{waits}" if uncounted else ""),
-                  highlight=False, soft_wrap=True)
+    console.print(f"all: at most {_duration(total)} of one process ({_duration(total / 2)} with two processes at a "
+                  f"time); about {_duration(about_total)} ({_duration(about_total / 2)} with two) if each main run "
+                  "that stops at a target stops where its arm's fastest selection run did"
+                  + (", plus what is not counted" if uncounted else ""), highlight=False, soft_wrap=True)
 
 
 def _duration(seconds: float | None) -> str:
@@ -271,12 +270,24 @@ def _estimate_line(rows: list[dict[str, Any]]) -> str:
     basis = "; ".join(f"{m}: {s:.0f} s/epoch, median of {n} finished run(s)" for m, (s, n) in speeds)
     unknown = len(left) - len(known) - waiting
     text = (f"estimated time left: at most {_duration(sum(known))} of one process for {len(known)} run(s)"
-            f" ({basis}; runs that stop at a target take less)" if known else "estimated time left: unknown")
+            f" ({basis}; runs that stop at a target take less{_about_text(left)})" if known
+            else "estimated time left: unknown")
     if unknown:
         text += f"; {unknown} run(s) without a measured speed (no finished run of their model yet)"
     if waiting:
         text += f"; the main seeds of {waiting} arm(s) wait for their selection runs (not counted{_waiting_cost(left)})"
     return text + shared
+
+
+def _about_text(rows: list[dict[str, Any]]) -> str:
+    """', about X if ...' where main runs that stop at a target are likely to take less than
+    their caps (plan._likely_epochs), else ''."""
+    about = sum(r.get("about_s") or 0.0 for r in rows if r["estimate_s"] is not None)
+    most = sum(r["estimate_s"] for r in rows if r["estimate_s"] is not None)
+    if about >= most - 60:
+        return ""
+    return (f": about {_duration(about)} if each main run stops where its arm's fastest selection run "
+            "reached the target")
 
 
 def _waiting_cost(rows: list[dict[str, Any]]) -> str:

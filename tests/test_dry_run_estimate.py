@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from repro import rundir, spec_file
-from repro.ablate import _estimate_line
+from repro.ablate import _duration, _estimate_line
 from repro.ablation import plan
 from repro.models import make_config
 
@@ -169,3 +169,37 @@ def test_main_seeds_waiting_for_selection_are_priced_from_the_arms_fastest_cross
     [tanh_row] = [r for r in rows if r["grid"] == "after selection" and r["arm"] == "tanh"]
     assert tanh_row["waiting_s"] == (3 * 28 * 30.0, 3 * cap * 30.0) and tanh_row["estimate_s"] is None
     assert f"about {(3 * 28 + 3 * 30) * 30 / 3600:.1f} h if each seed stops where" in _estimate_line(rows)
+
+
+def test_main_runs_that_stop_at_a_target_are_likely_to_stop_where_their_chosen_value_did(tmp_path):
+    """At most: the cap (a main run may never reach the target). About: the end of the epoch in
+    which the arm's fastest selection run reached it, less what the run has trained."""
+    spec = spec_file.load("activation")
+    results = tmp_path / "results"
+    d = results / "other" / "arm" / "0-abc"  # cifar-80sec, evaluated every half epoch: 30 s/epoch
+    d.mkdir(parents=True)
+    rundir.write_config(d, make_config("cifar-80sec", {"data.holdout": 64, "eval_every": 0.5}))
+    rundir.write_summary(d, {"status": rundir.FINISHED, "epochs_run": 10.0, "wall_seconds": 300.0})
+    sel = plan.selection_runs(spec, "cifar", [0, 1, 2], {})
+    winners = {"relu": (0.002, 7.86), "tanh": (0.0071, 27.41)}
+    for r in sel:  # every grid run ended: the winner reached 25%, the rest were outrun
+        value, crossing = winners[r.arm]
+        status = rundir.TARGET_REACHED if r.grid_value == value else rundir.OUTRUN
+        (results / r.rel).mkdir(parents=True)
+        won = status == rundir.TARGET_REACHED  # `choose` reads the crossing from the metrics
+        rundir.write_config(results / r.rel, r.cfg)
+        rundir.write_metrics(results / r.rel, [{"epoch": 0.0, "train_error": 0.9, "train_error_running": 0.9},
+                                               {"epoch": 30.0, "train_error": 0.24 if won else 0.3,
+                                                "train_error_running": 0.3}])
+        rundir.write_summary(results / r.rel, {"status": status, "wall_seconds": 30.0 * crossing,  # 30 s/epoch
+                                               "epochs_run": crossing, "epochs_to_target": crossing if won else None})
+    main = [r for r in plan.main_runs(spec, "cifar", [0, 1, 2], {}, {a: v for a, (v, _) in winners.items()})
+            if r.arm == "tanh"]
+    rundir.write_metrics(results / main[0].rel, [{"epoch": 0.0}, {"epoch": 10.0}])  # 10 epochs in
+    rows = {r["dir"]: r for r in plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)}
+    first, other = rows[str(results / main[0].rel)], rows[str(results / main[1].rel)]
+    cap = main[0].cfg.epochs
+    assert (first["estimate_s"], first["about_s"]) == ((cap - 10) * 30.0, (28 - 10) * 30.0)
+    assert (other["estimate_s"], other["about_s"]) == (cap * 30.0, 28 * 30.0)
+    line = _estimate_line(list(rows.values()))
+    assert f"about {_duration((3 * 28 - 10 + 3 * 8) * 30.0)} if each main run stops where" in line

@@ -451,7 +451,8 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
         rows.append({"ablation": spec.name, "stage": r.stage, "arm": r.arm, "seed": r.seed,
                      "grid": "" if r.grid_value is None else f"{r.grid_key.split('.')[-1]}={r.grid_value:g}",
                      "hash": r.hash, "state": st, "dir": str(results.find(r.rel)),
-                     "estimate_s": _seconds_left(r, st, results, speed), "model": label, "speed": speed})
+                     "estimate_s": _seconds_left(r, st, results, speed), "model": label, "speed": speed,
+                     "about_s": _seconds_left(r, st, results, speed, _likely_epochs(r, sel, results))})
     for arm in waiting_arms(spec, seeds, chosen):
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
                      "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None,
@@ -574,14 +575,27 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
     return median, len(per_epoch)
 
 
-def _seconds_left(run: Run, state: str, results: rundir.Store, speed: tuple[float, int] | None) -> float | None:
+def _seconds_left(run: Run, state: str, results: rundir.Store, speed: tuple[float, int] | None,
+                  epochs: float | None = None) -> float | None:
+    """Seconds to train `run` from where it stands to `epochs` (default: `_epochs_cap`)."""
     if state in NOTHING_LEFT:
         return 0.0
     if speed is None:
         return None
     done = rundir.read_metrics(results.find(run.rel))
     trained = records.number(done[-1].get("epoch")) if done else 0.0
-    return max(0.0, _epochs_cap(run, results) - (0.0 if math.isnan(trained) else trained)) * speed[0]
+    end = _epochs_cap(run, results) if epochs is None else epochs
+    return max(0.0, end - (0.0 if math.isnan(trained) else trained)) * speed[0]
+
+
+def _likely_epochs(run: Run, sel: Sequence[Run], results: rundir.Store) -> float | None:
+    """Where a main run that stops at a target likely stops: the end of the epoch in which its
+    arm's fastest selection run reached it (the chosen value's, on another seed); None (its
+    cap) for any other run, or before any selection run of its arm has reached the target."""
+    if run.stage != "main" or run.cfg.target_train_error is None:
+        return None
+    best = rival_bound(results, [r.rel for r in sel if r.arm == run.arm])
+    return None if best is None else min(_epochs_cap(run, results), float(math.ceil(best)))
 
 
 def _epochs_cap(run: Run, results: rundir.Store) -> float:
