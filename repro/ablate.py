@@ -235,7 +235,7 @@ def _print_summary(console: Console, outcomes: Sequence[Outcome]) -> None:
     for out in outcomes:
         finished = sum(r["state"] in plan.NOTHING_LEFT for r in out.plan)
         left = [r for r in out.plan if r["state"] not in plan.NOTHING_LEFT]
-        known = [(r["estimate_s"], r.get("about_s") or r["estimate_s"]) for r in left if r["estimate_s"] is not None]
+        known = [(r["estimate_s"], r["about_s"]) for r in left if r["estimate_s"] is not None]
         known += [(r["waiting_s"][1], r["waiting_s"][0]) for r in left if r.get("waiting_s")]  # (at most, about)
         unmeasured = sum(r["estimate_s"] is None and not r.get("waiting_s") for r in left)
         most, about = sum(m for m, _ in known), sum(a for _, a in known)
@@ -281,8 +281,8 @@ def _estimate_line(rows: list[dict[str, Any]]) -> str:
 
 def _about_text(rows: list[dict[str, Any]]) -> str:
     """', about X if ...' where main runs that stop at a target are likely to take less than
-    their caps (plan._likely_epochs), else ''."""
-    about = sum(r.get("about_s") or 0.0 for r in rows if r["estimate_s"] is not None)
+    their caps (plan._seconds_left), else ''."""
+    about = sum(r["about_s"] for r in rows if r["estimate_s"] is not None)
     most = sum(r["estimate_s"] for r in rows if r["estimate_s"] is not None)
     if about >= most - 60:
         return ""

@@ -419,14 +419,16 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     prov, warning = _provenance(spec, manifest, runs)
     lines += ["## Provenance", "", _md_table(pd.DataFrame(prov, columns=["", "value"])), ""] + warning
     lines += _claims_section(rows) + _extension_note(spec, sc)
-    lines += _arms_section(spec, runs, rows) + _thresholds_section(spec, runs, rows, roots(results_dir, reports_dir))
+    where = roots(results_dir, reports_dir)
+    target = _target(spec, where, runs)
+    lines += _arms_section(spec, runs, rows) + _thresholds_section(runs, rows, where, target)
     if manifest.get("selection"):
         lines += _selection_section(spec, runs, manifest["selection"])
     notes = [" ".join(spec.notes.split())] if spec.notes else []
     notes += _generated_notes(spec, sc) + _cap_notes(spec, runs)
     if notes:
         lines += ["## Notes", ""] + [x for n in notes for x in (n, "")]
-    lines += _curves_section(spec, sc, roots(results_dir, reports_dir), out, stem, runs)
+    lines += _curves_section(spec, sc, where, out, stem, runs, target)
     csv = out / f"{stem}.csv"
     table = _csv_table(runs)
     write_text(csv, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
@@ -600,17 +602,16 @@ def _target(spec: AblationSpec, where: Sequence[Path], runs: pd.DataFrame) -> fl
 THRESHOLD_STEPS = (0.15, 0.10, 0.05, 0.0, -0.05, -0.10)  # other training errors, around the target
 
 
-def _thresholds_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict], where: Sequence[Path]
+def _thresholds_section(runs: pd.DataFrame, rows: list[dict], where: Sequence[Path], target: float | None
                         ) -> list[str]:
     """A claim on epochs to the target, remeasured at other training errors that every analysed
     run of both arms reached: does the ratio depend on where the curves are cut? Post hoc."""
     claims = [r["claim"] for r in rows if r["claim"] is not None and r["metric"] == "epochs_to_target"]
-    target = _target(spec, where, runs)
     if not claims or target is None:
         return []
     ys = [round(target + d, 4) for d in THRESHOLD_STEPS if 0 < target + d < 1]
     hits = records.crossings(where, runs, ys)
-    table = []
+    table, others = [], False  # others: a row at a threshold other than the claim's
     for c in claims:
         a, b = (hits[hits["arm"] == arm].set_index("seed") for arm in (c.arm, c.against))
         if min(len(a), len(b)) < 2:
@@ -620,12 +621,13 @@ def _thresholds_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]
                 continue  # a run never got there (a run that stops at the target never goes below it)
             seeds = sorted(set(a.index) & set(b.index)) if c.test == "paired" else None
             av, bv = (list(v[y]) if seeds is None else [v[y][s] for s in seeds] for v in (a, b))
+            others = others or y != target
             table.append({"comparison": f"{c.arm} vs {c.against}",
                           "training error reached": f"{100 * y:g}%" + (" (the claim)" if y == target else ""),
                           "arm (epochs)": _fmt_value("epochs_to_target", list(a[y]), False),
                           "against (epochs)": _fmt_value("epochs_to_target", list(b[y]), False),
                           f"{c.test} ratio [95% CI]": effect_text(measure(c.test, av, bv, c.unit))})
-    if not any(t["training error reached"] != f"{100 * target:g}% (the claim)" for t in table):
+    if not others:
         return []
     return ["## Other thresholds", "",
             f"The claim is stated at {100 * target:g}% training error. The same comparison at the other "
@@ -636,11 +638,10 @@ def _thresholds_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]
 
 
 def _curves_section(spec: AblationSpec, sc: str, where: Sequence[Path], out: Path, stem: str,
-                    runs: pd.DataFrame) -> list[str]:
+                    runs: pd.DataFrame, threshold: float | None) -> list[str]:
     arm_curves = records.curves(where, runs)
     if not arm_curves:
         return []
-    threshold = _target(spec, where, runs)
     line, label = (threshold, f"target {100 * threshold:g}%") if threshold else (None, "")
     train_png = out / f"{stem}-train.png"
     _plot(arm_curves, (("train_error", "-"), ("train_error_running", ":")), train_png,

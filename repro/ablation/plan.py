@@ -448,11 +448,11 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
         if st == "pending" and results.identical(r.rel, r.seed, r.hash):
             st = "copy"  # a finished run with the same config elsewhere (another ablation): copied, not trained
         label, speed = _speed_for(results, r.cfg, speeds)
+        most, about = _seconds_left(r, st, results, speed, sel)
         rows.append({"ablation": spec.name, "stage": r.stage, "arm": r.arm, "seed": r.seed,
                      "grid": "" if r.grid_value is None else f"{r.grid_key.split('.')[-1]}={r.grid_value:g}",
                      "hash": r.hash, "state": st, "dir": str(results.find(r.rel)),
-                     "estimate_s": _seconds_left(r, st, results, speed), "model": label, "speed": speed,
-                     "about_s": _seconds_left(r, st, results, speed, _likely_epochs(r, sel, results))})
+                     "estimate_s": most, "about_s": about, "model": label, "speed": speed})
     for arm in waiting_arms(spec, seeds, chosen):
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
                      "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None,
@@ -471,9 +471,15 @@ def _waiting_seconds(spec: AblationSpec, seeds: Sequence[int], arm_sel: Sequence
     if speed is None:
         return None
     n, cap = len(_main_seeds(spec, seeds)), float(arm_sel[0].cfg.epochs)
+    about = _fastest_crossing_end(arm_sel, results, cap)
+    return n * (cap if about is None else about) * speed[0], n * cap * speed[0]
+
+
+def _fastest_crossing_end(arm_sel: Sequence[Run], results: rundir.Store, cap: float) -> float | None:
+    """The end of the epoch in which the fastest of an arm's selection runs reached its target
+    (at most `cap`); None while none has."""
     best = rival_bound(results, [r.rel for r in arm_sel])
-    about = cap if best is None else min(cap, float(math.ceil(best)))
-    return n * about * speed[0], n * cap * speed[0]
+    return None if best is None else min(cap, float(math.ceil(best)))
 
 
 def _speed_for(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[float, int] | None]
@@ -576,26 +582,22 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
 
 
 def _seconds_left(run: Run, state: str, results: rundir.Store, speed: tuple[float, int] | None,
-                  epochs: float | None = None) -> float | None:
-    """Seconds to train `run` from where it stands to `epochs` (default: `_epochs_cap`)."""
+                  sel: Sequence[Run]) -> tuple[float | None, float | None]:
+    """(at most, about) seconds to train `run` from where it stands: to `_epochs_cap`, and, for
+    a main run that stops at a target, to where its arm's fastest selection run reached it
+    (the chosen value's, on another seed; the cap until one has)."""
     if state in NOTHING_LEFT:
-        return 0.0
+        return 0.0, 0.0
     if speed is None:
-        return None
+        return None, None
     done = rundir.read_metrics(results.find(run.rel))
     trained = records.number(done[-1].get("epoch")) if done else 0.0
-    end = _epochs_cap(run, results) if epochs is None else epochs
-    return max(0.0, end - (0.0 if math.isnan(trained) else trained)) * speed[0]
-
-
-def _likely_epochs(run: Run, sel: Sequence[Run], results: rundir.Store) -> float | None:
-    """Where a main run that stops at a target likely stops: the end of the epoch in which its
-    arm's fastest selection run reached it (the chosen value's, on another seed); None (its
-    cap) for any other run, or before any selection run of its arm has reached the target."""
-    if run.stage != "main" or run.cfg.target_train_error is None:
-        return None
-    best = rival_bound(results, [r.rel for r in sel if r.arm == run.arm])
-    return None if best is None else min(_epochs_cap(run, results), float(math.ceil(best)))
+    trained = 0.0 if math.isnan(trained) else trained
+    cap = _epochs_cap(run, results)
+    likely = None
+    if run.stage == "main" and run.cfg.target_train_error is not None:
+        likely = _fastest_crossing_end([r for r in sel if r.arm == run.arm], results, cap)
+    return tuple(max(0.0, end - trained) * speed[0] for end in (cap, cap if likely is None else likely))
 
 
 def _epochs_cap(run: Run, results: rundir.Store) -> float:
