@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from repro.layers import LocallyConnected2d, LocalResponseNorm, SpatialResponseNorm
+from repro.layers import LocallyConnected2d, LocalResponseNorm, SpatialResponseNorm, _neg_power
 
 SETTINGS = settings(
     max_examples=30,
@@ -122,7 +122,7 @@ def lrn_cases(draw: st.DrawFn, convention: str) -> dict:
     return {
         "n": n,
         "alpha": draw(st.floats(0.0, 2.0)),
-        "beta": draw(st.floats(0.0, 1.5)),
+        "beta": draw(st.sampled_from([0.0, 0.5, 0.75]) | st.floats(0.0, 1.5)),  # each power path
         "k": draw(st.floats(0.5, 3.0)),
         "shape": (
             draw(st.integers(1, 2)),
@@ -160,6 +160,13 @@ def test_torch_equivalent_matches_naive_formula(convention: str, data: st.DataOb
     ref = naive_lrn(x, convention, c["n"], c["alpha"], c["beta"], c["k"])
     _close(nn.LocalResponseNorm(**eq)(x), ref)
     _close(layer(x), nn.LocalResponseNorm(**eq)(x))
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.75, 0.3, 1.25])
+def test_neg_power_paths_equal_pow(beta: float) -> None:
+    """Each of d^-beta's shortcuts (rsqrt for 0.5 and 0.75, exp-log otherwise) is d ** -beta."""
+    d = torch.rand(1000, dtype=torch.float64) * 50 + 1e-3
+    torch.testing.assert_close(_neg_power(d.clone(), beta), d ** -beta, rtol=1e-14, atol=0)
 
 
 def test_lrn_hand_computed_values() -> None:
