@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repro import choices, files, provenance, records, rundir, spec_file, stats
+from repro import choices, files, machines, provenance, records, rundir, spec_file, stats
 from repro.ablation import plan
 from repro.errors import ReproError
 from repro.files import write_text
@@ -149,6 +149,11 @@ def _unit_for(metric: str) -> str:
     return "pp" if metric in ERROR_METRICS else "x"
 
 
+def _column(metric: str) -> str:
+    """A metric's column heading with its unit: 'top-1 test error (%)'."""
+    return LABELS[metric] + (" (pp)" if metric == "gap" else " (%)" if metric in ERROR_METRICS else "")
+
+
 def spec_label(spec: AblationSpec) -> str:
     """The spec's file as a report names it: `ablations/NAME.toml` for a shipped one, else the
     file's name (never an absolute path)."""
@@ -203,12 +208,12 @@ def _diff_commands(done: pd.DataFrame, fps: pd.Series, majority: str) -> str:
 def _device_counts(done: pd.DataFrame) -> list[str]:
     """Each device the runs trained on; with more than one, how many runs each (machines differ
     in their kernels' rounding, so a reader can see how the runs are spread)."""
-    names = [(r["device"] or "?") + (f" ({r['device_name']})" if r["device_name"] else "") for _, r in done.iterrows()]
-    counts = pd.Series(names, dtype=object).value_counts()
+    names = pd.Series([machines.label(d, n) for d, n in zip(done["device"], done["device_name"], strict=True)],
+                      dtype=object)
+    counts = machines.by_count(names)
     if len(counts) <= 1:
-        return sorted(counts.index)
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in ordered]
+        return [name for name, _ in counts]
+    return [f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in counts]
 
 
 def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tuple[list[tuple[str, str]], list[str]]:
@@ -422,6 +427,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     where = roots(results_dir, reports_dir)
     target = _target(spec, where, runs)
     lines += _arms_section(spec, runs, rows) + _thresholds_section(runs, rows, where, target)
+    lines += _machines_section(spec, runs, rows)
     if manifest.get("selection"):
         lines += _selection_section(spec, runs, manifest["selection"])
     notes = [" ".join(spec.notes.split())] if spec.notes else []
@@ -578,8 +584,7 @@ def _arms_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> l
                "diverged": int((mine & (runs["status"] == "diverged")).sum())}
         for m in spec.metrics:
             vals, cens = arm_values(runs, arm, m)
-            unit = " (pp)" if m == "gap" else " (%)" if m in ERROR_METRICS else ""
-            row[LABELS[m] + unit] = _fmt_value(m, vals, cens)
+            row[_column(m)] = _fmt_value(m, vals, cens)
         table.append(row)
     lines += [_md_table(pd.DataFrame(table)), ""]
     other = [r for r in rows if r["claim"] is None]
@@ -589,6 +594,62 @@ def _arms_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> l
             "n": f"{r['effect'].n_arm} / {r['effect'].n_against}", "measured (95% CI)": effect_text(r["effect"]),
         } for r in other])), ""]
     return lines
+
+
+MACHINES_INTRO = (
+    "The analysed runs trained on more than one machine. Machines' kernels round differently, so a seed never "
+    "trains to the same weights on two of them; but its initial weights, data order and augmentation come from "
+    "seeded generators, the same on any machine, so a pair stays a pair. What would matter is a machine that "
+    "shifts the results on average. Where each arm's runs trained:")
+
+
+def _machines_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> list[str]:
+    """Where the runs trained, each arm's machines against each other, and each claim's pairs by
+    machine (repro.machines); nothing when every analysed run shares one machine."""
+    if len(machines.machines(runs)) < 2:
+        return []
+    claims = [r["claim"] for r in rows if r["claim"] is not None]
+    metrics = list(dict.fromkeys(c.metric for c in claims)) or list(spec.metrics[:1])
+    table = [{"arm": r["arm"], "machine": r["machine"], "runs": r["n"], "seeds": r["seeds"],
+              **{_column(m): _fmt_value(m, *arm_values(r["runs"], r["arm"], m)) for m in metrics}}
+             for r in machines.split(runs, list(spec.arms))]
+    lines = ["## Machines", "", MACHINES_INTRO, "", _md_table(pd.DataFrame(table)), ""]
+    checks = [w for m in metrics for w in machines.within_arm(runs, list(spec.arms), m, _unit_for(m))]
+    if checks:
+        lines += ["Within an arm, machine against machine (Welch; the seeds differ too, so the seed-to-seed "
+                  "spread is in it; with no machine effect the interval covers zero 95% of the time):", "",
+                  _md_table(pd.DataFrame([{"arm": w.arm, "metric": LABELS[w.metric],
+                                           "comparison": f"{w.machine} vs {w.reference}",
+                                           "n": f"{w.effect.n_arm} / {w.effect.n_against}",
+                                           "measured (95% CI)": effect_text(w.effect)} for w in checks])), ""]
+    lines += [_claim_machines(runs, c, bool(checks)) for c in claims]
+    return lines + [""] if claims else lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _claim_machines(runs: pd.DataFrame, c: Claim, checked: bool) -> str:
+    """One line: a claim's pairs (paired) or arms (welch) by machine, and what that leaves open."""
+    name = f"{c.arm} vs {c.against} ({LABELS[c.metric]})"
+    if c.test == "paired":
+        p = machines.pairs(runs, c.arm, c.against, c.metric, c.unit)
+        if p.mixed:
+            return (f"- {name}: {_count(p.same.n_arm, 'pair')} on one machine, {effect_text(p.same)}; "
+                    f"{p.across.n_arm} across machines, {effect_text(p.across)}.")
+        if p.across.n_arm == 0:
+            return f"- {name}: both runs of every pair on one machine."
+        crossed = f"every one of its {_count(p.across.n_arm, 'pair')} crosses machines"
+    else:
+        mine = {r["machine"] for r in machines.split(runs, [c.arm])}
+        theirs = {r["machine"] for r in machines.split(runs, [c.against])}
+        if mine & theirs:
+            return f"- {name}: both arms have runs on {', '.join(sorted(mine & theirs))}."
+        crossed = f"its arms trained on different machines ({', '.join(sorted(mine))}; {', '.join(sorted(theirs))})"
+    tail = ("so a machine effect would be part of its effect: the within-arm check above measures one" if checked
+            else "**and no arm has runs on two machines: nothing here tells its effect from a machine effect**")
+    return f"- {name}: {crossed}, {tail}."
 
 
 def _target(spec: AblationSpec, where: Sequence[Path], runs: pd.DataFrame) -> float | None:

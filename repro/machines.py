@@ -1,0 +1,128 @@
+"""Which machines trained an ablation's analysed runs, and whether that could move its effects.
+
+A campaign outlives a session, and sessions draw different machines (an Intel Xeon with
+AVX-512, an AMD EPYC with AVX2 only). Their kernels round differently, so a seed never trains to
+the same weights on two machines. A pair stays a pair across machines all the same: its initial
+weights, data order and augmentation come from seeded generators, not from kernels. What would
+matter is a machine that shifts the results on average, and two views show it:
+
+- each comparison's pairs, split by whether both runs trained on one machine, with the effect
+  on each part;
+- within an arm that has runs on two machines, the difference between them (Welch: the seeds
+  differ as well, so the seed-to-seed spread is in it; with no machine effect its 95% interval
+  covers zero 95% of the time).
+
+Pure functions of the per-run table of repro.records.collect; repro.report renders them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from repro.records import arm_values, paired_values
+from repro.stats import Effect, measure
+
+
+def label(device: str | None, device_name: str | None) -> str:
+    """'cpu (AMD EPYC)': the device and, where recorded, its model name."""
+    return (device or "?") + (f" ({device_name})" if device_name else "")
+
+
+def analysed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The analysed runs, with a `machine` column."""
+    out = runs[runs["in_analysis"]].copy()
+    out["machine"] = [label(d, n) for d, n in zip(out["device"], out["device_name"], strict=True)]
+    return out
+
+
+def by_count(labels: pd.Series) -> list[tuple[str, int]]:
+    """Each distinct label with its count, most first (ties by name)."""
+    return sorted(labels.value_counts().items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def machines(runs: pd.DataFrame) -> list[str]:
+    """The machines the analysed runs trained on, most runs first."""
+    return [m for m, _ in by_count(analysed(runs)["machine"])]
+
+
+def seed_text(seeds: Sequence[int]) -> str:
+    """'0-4, 7, 9-10': the seeds as runs of consecutive numbers."""
+    spans: list[list[int]] = []
+    for s in sorted(set(seeds)):
+        if spans and s == spans[-1][1] + 1:
+            spans[-1][1] = s
+        else:
+            spans.append([s, s])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def split(runs: pd.DataFrame, arms: Sequence[str]) -> list[dict]:
+    """One row per arm and machine with runs: arm, machine, n, seeds, and the rows themselves;
+    each arm's machines in the ablation's order (most runs first), so its first is the reference
+    wherever it has runs."""
+    a = analysed(runs)
+    order = machines(runs)
+    out = []
+    for arm in arms:
+        mine = a[a["arm"] == arm]
+        for m in sorted(set(mine["machine"]), key=order.index):
+            on = mine[mine["machine"] == m]
+            out.append({"arm": arm, "machine": m, "n": len(on), "seeds": seed_text([int(s) for s in on["seed"]]),
+                        "runs": on})
+    return out
+
+
+@dataclass(frozen=True)
+class WithinArm:
+    """An arm's runs on `machine` against its runs on `reference`."""
+
+    arm: str
+    metric: str
+    machine: str
+    reference: str
+    effect: Effect
+
+
+def within_arm(runs: pd.DataFrame, arms: Sequence[str], metric: str, unit: str) -> list[WithinArm]:
+    """For each arm with at least 2 runs on two machines: each other machine against the first of
+    `split`'s order (the ablation's machine with most runs), on `metric` (Welch)."""
+    out = []
+    for arm in arms:
+        rows = [r for r in split(runs, [arm]) if r["n"] >= 2]
+        for other in rows[1:]:
+            a, ac = arm_values(other["runs"], arm, metric)
+            b, bc = arm_values(rows[0]["runs"], arm, metric)
+            effect = measure("welch", a, b, unit, ac, bc)
+            out.append(WithinArm(arm, metric, other["machine"], rows[0]["machine"], effect))
+    return out
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """A paired comparison's pairs by machine: both runs on one machine, or on two."""
+
+    same: Effect
+    across: Effect
+
+    @property
+    def mixed(self) -> bool:
+        return self.same.n_arm > 0 and self.across.n_arm > 0
+
+
+def pairs(runs: pd.DataFrame, arm: str, against: str, metric: str, unit: str) -> Pairs:
+    """The paired effect of `arm` against `against` on the pairs that share a machine and on those
+    that do not."""
+    a = analysed(runs)
+    where = {(r["arm"], int(r["seed"])): r["machine"] for _, r in a.iterrows()}
+    pa, pb, seeds, _ = paired_values(runs, arm, against, metric)
+    same = [where[(arm, s)] == where[(against, s)] for s in seeds]
+
+    def part(keep: bool) -> Effect:
+        xs = [(x, y) for x, y, k in zip(pa, pb, same, strict=True) if k == keep and not math.isnan(x + y)]
+        return measure("paired", [x for x, _ in xs], [y for _, y in xs], unit)
+
+    return Pairs(part(True), part(False))

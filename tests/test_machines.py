@@ -1,0 +1,95 @@
+"""Reports say which machines trained their runs and whether that could move their effects (repro.machines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from repro import machines, report, spec_file, stats
+from tests.fixtures.rundirs import make_manifest, make_run
+
+# top-1 test errors per seed, four seeds an arm
+ERRORS = {"lrn": [0.100, 0.110, 0.120, 0.105], "none": [0.130, 0.135, 0.150, 0.140],
+          "lrn-gain": [0.125, 0.130, 0.145, 0.120]}
+
+
+def _lrn(tmp_path: Path, where: dict[tuple[str, int], str]) -> tuple[Path, Path]:
+    """lrn's three arms, seeds 0-3, on "Test CPU" unless `where` names another machine."""
+    spec = spec_file.load("lrn")
+    results = tmp_path / "results"
+    entries = [make_run(results, spec, "cifar", arm, seed, [(0.5, 0.5), (v, v)], test_error=v,
+                        device_name=where.get((arm, seed), "Test CPU"))
+               for arm, vals in ERRORS.items() for seed, v in enumerate(vals)]
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2, 3])
+    return results, tmp_path / "reports"
+
+
+def _section(results: Path, reports: Path) -> str:
+    text = report.write_report("lrn", results, reports).read_text(encoding="utf-8")
+    return text.split("## Machines")[1].split("\n## ")[0] if "## Machines" in text else ""
+
+
+def _pct(xs):
+    return [100 * x for x in xs]
+
+
+@pytest.mark.parametrize("seeds, text", [([], ""), ([3], "3"), ([0, 1, 2, 3, 4, 7, 9, 10], "0-4, 7, 9-10"),
+                                         ([5, 1, 2, 1], "1-2, 5")])
+def test_seeds_read_as_runs_of_consecutive_numbers(seeds, text):
+    assert machines.seed_text(seeds) == text
+
+
+def test_one_machine_has_no_section(tmp_path):
+    assert _section(*_lrn(tmp_path, {})) == ""
+
+
+def test_an_arm_on_two_machines_is_checked_machine_against_machine(tmp_path):
+    """lrn-gain's seeds 2 and 3 on another machine: a Welch check inside the arm, and lrn vs
+    lrn-gain's pairs split into those on one machine and those across two, each with its effect."""
+    results, reports = _lrn(tmp_path, {("lrn-gain", 2): "Other CPU", ("lrn-gain", 3): "Other CPU"})
+    sec = _section(results, reports)
+    assert "| lrn-gain | cpu (Test CPU)  | 2      | 0-1     |" in sec
+    assert "| lrn-gain | cpu (Other CPU) | 2      | 2-3     |" in sec
+    gain = ERRORS["lrn-gain"]
+    check = stats.welch(_pct(gain[2:]), _pct(gain[:2]))
+    assert (f"| lrn-gain | top-1 test error | cpu (Other CPU) vs cpu (Test CPU) | 2 / 2 | "
+            f"{check.estimate:+.2f} pp [{check.lo:+.2f}, {check.hi:+.2f}]") in sec
+    same = stats.paired(_pct(ERRORS["lrn"][:2]), _pct(gain[:2]))
+    across = stats.paired(_pct(ERRORS["lrn"][2:]), _pct(gain[2:]))
+    assert (f"- lrn vs lrn-gain (top-1 test error): 2 pairs on one machine, {same.estimate:+.2f} pp "
+            f"[{same.lo:+.2f}, {same.hi:+.2f}]; 2 across machines, {across.estimate:+.2f} pp "
+            f"[{across.lo:+.2f}, {across.hi:+.2f}].") in sec
+    assert "- lrn vs none (top-1 test error): both runs of every pair on one machine." in sec
+
+
+def test_an_arm_wholly_on_another_machine_is_flagged_as_confounded(tmp_path):
+    """Every one of none's runs on another machine: lrn vs none cannot tell LRN from the machine,
+    unless some arm has runs on both to measure a machine effect."""
+    alone = {("none", s): "Other CPU" for s in range(4)}
+    sec = _section(*_lrn(tmp_path / "a", alone))
+    assert ("- lrn vs none (top-1 test error): every one of its 4 pairs crosses machines, **and no arm has runs "
+            "on two machines: nothing here tells its effect from a machine effect**.") in sec
+    checked = alone | {("lrn-gain", 2): "Other CPU", ("lrn-gain", 3): "Other CPU"}
+    sec = _section(*_lrn(tmp_path / "b", checked))
+    assert ("- lrn vs none (top-1 test error): every one of its 4 pairs crosses machines, so a machine effect "
+            "would be part of its effect: the within-arm check above measures one.") in sec
+
+
+def test_a_welch_claim_names_each_arms_machines(tmp_path):
+    spec = spec_file.load("gpus")  # two vs one columns: Welch
+    results = tmp_path / "results"
+    entries = [make_run(results, spec, "cifar", arm, seed, [(0.5, 0.5), (v, v)], test_error=v, device_name=cpu)
+               for arm, cpu, vals in (("two", "Test CPU", [0.25, 0.26]), ("one", "Other CPU", [0.29, 0.30]))
+               for seed, v in enumerate(vals)]
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1])
+    text = report.write_report("gpus", results, tmp_path / "reports").read_text(encoding="utf-8")
+    assert ("- two vs one (top-1 test error): its arms trained on different machines (cpu (Test CPU); "
+            "cpu (Other CPU)), **and no arm has runs on two machines") in text
+
+
+def test_pairs_split_every_pair_once(tmp_path):
+    results, reports = _lrn(tmp_path, {("none", 1): "Other CPU", ("lrn", 3): "Other CPU"})
+    _, _, runs, _ = report.build("lrn", results, reports_dir=reports)
+    p = machines.pairs(runs, "lrn", "none", "test_error", "pp")
+    assert (p.same.n_arm, p.across.n_arm, p.mixed) == (2, 2, True)
