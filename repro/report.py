@@ -82,9 +82,11 @@ def report_stem(name: str, scale: str) -> str:
 
 
 def effect_text(e: Effect) -> str:
-    """'-1.42 pp [-2.10, -0.74]', '≥ 5.20x [3.10, ∞)', 'n/a (no finished runs)'."""
+    """'-1.42 pp [-2.10, -0.74]', '≥ 5.20x [3.10, ∞)', 'n/a (no seed finished in both arms)'."""
     if math.isnan(e.estimate):
-        return "n/a (no finished runs)" if min(e.n_arm, e.n_against) == 0 else "n/a"
+        if min(e.n_arm, e.n_against) > 0:
+            return "n/a"
+        return "n/a (no seed finished in both arms)" if e.test == "paired" else "n/a (an arm has no finished runs)"
     b = f"{e.bound} " if e.bound in ("≥", "≤") else ""
     est = f"{b}{_fmt_effect(e.estimate, e.unit)}"
     if not e.has_interval:
@@ -112,6 +114,8 @@ def judge(claim: Claim, effect: Effect) -> tuple[str, str]:
     """The verdict on `claim` (repro.stats.verdict) and its reason; a claim an arm has fewer than
     2 values for is not yet measured (an 'inconclusive' there would read as a measured null)."""
     if min(effect.n_arm, effect.n_against) < 2:
+        if effect.test == "paired":
+            return stats.NOT_MEASURED, f"needs at least 2 seeds finished in both arms (has {effect.n_arm})"
         return stats.NOT_MEASURED, (f"needs at least 2 finished runs per arm "
                                     f"(has {effect.n_arm} vs {effect.n_against})")
     return stats.verdict(effect.interval, claim.null, claim.side, claim.band, claim.margin_band)

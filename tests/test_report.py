@@ -411,6 +411,23 @@ def test_runs_from_two_machines_say_how_many_each(tmp_path):
     assert "| cpu (Test CPU) " in report.write_report("lrn", results, reports).read_text()  # one machine: no count
 
 
+def test_a_paired_claim_without_pairs_says_so_not_that_nothing_finished(tmp_path):
+    """lrn has two finished runs and none one, of another seed: no pair yet, which the claim row
+    says as pairs (an arm with runs is not 'no finished runs'); Welch's empty side says whose."""
+    spec = spec_file.load("lrn")
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    entries = [make_run(results, spec, "cifar", "lrn", s, [(0.3, 0.2)]) for s in (0, 1)]
+    entries += [make_run(results, spec, "cifar", "none", 2, [(0.3, 0.25)])]
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2])
+    text = report.write_report("lrn", results, reports).read_text(encoding="utf-8")
+    row = next(r for r in text.split("## Claims")[1].splitlines() if "lrn vs none " in r)
+    assert "n/a (no seed finished in both arms)" in row
+    assert "needs at least 2 seeds finished in both arms (has 0)" in row
+    gain = next(r for r in text.split("## Claims")[1].splitlines() if "lrn vs lrn-gain " in r)
+    assert gain.count("n/a (no seed finished in both arms)") == 1  # paired column
+    assert "n/a (an arm has no finished runs)" in gain  # the Welch column beside it: lrn-gain has none
+
+
 def test_smoke_reports_go_elsewhere_and_the_scorecard_lists_only_real_data(tmp_path):
     spec = spec_file.load("pooling")
     results, reports = tmp_path / "results", tmp_path / "reports"
