@@ -76,6 +76,12 @@ def split(runs: pd.DataFrame, arms: Sequence[str]) -> list[dict]:
     return out
 
 
+def of_arm(runs: pd.DataFrame, arm: str) -> set[str]:
+    """The machines an arm's analysed runs trained on."""
+    a = analysed(runs)
+    return set(a.loc[a["arm"] == arm, "machine"])
+
+
 @dataclass(frozen=True)
 class WithinArm:
     """An arm's runs on `machine` against its runs on `reference`."""

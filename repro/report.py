@@ -431,7 +431,8 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     where = roots(results_dir, reports_dir)
     target = _target(spec, where, runs)
     lines += _arms_section(spec, runs, rows) + _thresholds_section(runs, rows, where, target)
-    lines += _machines_section(spec, runs, rows)
+    view = machine_view(spec, runs, rows)
+    lines += _machines_section(spec, runs, view)
     if manifest.get("selection"):
         lines += _selection_section(spec, runs, manifest["selection"])
     notes = [" ".join(spec.notes.split())] if spec.notes else []
@@ -456,6 +457,10 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
                     "verdict": r["verdict"], "source": r["claim"].source}
                    for r in rows if r["claim"] is not None],
     }
+    if view is not None:  # the scorecard gathers every report's machine checks and crossed claims
+        side["machines"] = {"checks": [_check_row(w) for w in view.checks],
+                            "claims": [{"claim": LABELS[c.metric], "comparison": f"{c.arm} vs {c.against}",
+                                        "status": status} for c, status, _ in view.claims]}
     write_text(out / f"{stem}.json", json.dumps(side, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return md
 
@@ -607,53 +612,74 @@ MACHINES_INTRO = (
     "shifts the results on average. Where each arm's runs trained:")
 
 
-def _machines_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> list[str]:
-    """Where the runs trained, each arm's machines against each other, and each claim's pairs by
-    machine (repro.machines); nothing when every analysed run shares one machine."""
+@dataclasses.dataclass(frozen=True)
+class MachineView:
+    """An ablation whose analysed runs trained on more than one machine: each arm's machines
+    against each other, and per claim how its pairs (or arms) sit on the machines: 'one machine',
+    'mixed' or 'crossed' (no pair shares one), with its report line."""
+
+    metrics: list[str]
+    checks: list[machines.WithinArm]
+    claims: list[tuple[Claim, str, str]]
+
+
+def machine_view(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> MachineView | None:
+    """None when every analysed run shares one machine."""
     if len(machines.machines(runs)) < 2:
-        return []
+        return None
     claims = [r["claim"] for r in rows if r["claim"] is not None]
     metrics = list(dict.fromkeys(c.metric for c in claims)) or list(spec.metrics[:1])
+    checks = [w for m in metrics for w in machines.within_arm(runs, list(spec.arms), m, _unit_for(m))]
+    return MachineView(metrics, checks, [(c, *_claim_machines(runs, c, bool(checks))) for c in claims])
+
+
+def _check_row(w: machines.WithinArm) -> dict[str, str]:
+    return {"arm": w.arm, "metric": LABELS[w.metric], "comparison": f"{w.machine} vs {w.reference}",
+            "n": f"{w.effect.n_arm} / {w.effect.n_against}", "measured (95% CI)": effect_text(w.effect)}
+
+
+def _machines_section(spec: AblationSpec, runs: pd.DataFrame, view: MachineView | None) -> list[str]:
+    """Where the runs trained, each arm's machines against each other, and each claim's pairs by
+    machine (repro.machines); nothing when every analysed run shares one machine."""
+    if view is None:
+        return []
     table = [{"arm": r["arm"], "machine": r["machine"], "runs": r["n"], "seeds": r["seeds"],
-              **{_column(m): _fmt_value(m, *arm_values(r["runs"], r["arm"], m)) for m in metrics}}
+              **{_column(m): _fmt_value(m, *arm_values(r["runs"], r["arm"], m)) for m in view.metrics}}
              for r in machines.split(runs, list(spec.arms))]
     lines = ["## Machines", "", MACHINES_INTRO, "", _md_table(pd.DataFrame(table)), ""]
-    checks = [w for m in metrics for w in machines.within_arm(runs, list(spec.arms), m, _unit_for(m))]
-    if checks:
+    if view.checks:
         lines += ["Within an arm, machine against machine (Welch; the seeds differ too, so the seed-to-seed "
                   "spread is in it; with no machine effect the interval covers zero 95% of the time):", "",
-                  _md_table(pd.DataFrame([{"arm": w.arm, "metric": LABELS[w.metric],
-                                           "comparison": f"{w.machine} vs {w.reference}",
-                                           "n": f"{w.effect.n_arm} / {w.effect.n_against}",
-                                           "measured (95% CI)": effect_text(w.effect)} for w in checks])), ""]
-    lines += [_claim_machines(runs, c, bool(checks)) for c in claims]
-    return lines + [""] if claims else lines
+                  _md_table(pd.DataFrame([_check_row(w) for w in view.checks])), ""]
+    lines += [line for _, _, line in view.claims]
+    return lines + [""] if view.claims else lines
 
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _claim_machines(runs: pd.DataFrame, c: Claim, checked: bool) -> str:
-    """One line: a claim's pairs (paired) or arms (welch) by machine, and what that leaves open."""
+def _claim_machines(runs: pd.DataFrame, c: Claim, checked: bool) -> tuple[str, str]:
+    """A claim's pairs (paired) or arms (welch) by machine: 'one machine', 'mixed' or 'crossed',
+    and one line saying so and what that leaves open."""
     name = f"{c.arm} vs {c.against} ({LABELS[c.metric]})"
     if c.test == "paired":
         p = machines.pairs(runs, c.arm, c.against, c.metric, c.unit)
         if p.mixed:
-            return (f"- {name}: {_count(p.same.n_arm, 'pair')} on one machine, {effect_text(p.same)}; "
-                    f"{p.across.n_arm} across machines, {effect_text(p.across)}.")
+            return "mixed", (f"- {name}: {_count(p.same.n_arm, 'pair')} on one machine, {effect_text(p.same)}; "
+                             f"{p.across.n_arm} across machines, {effect_text(p.across)}.")
         if p.across.n_arm == 0:
-            return f"- {name}: both runs of every pair on one machine."
+            return "one machine", f"- {name}: both runs of every pair on one machine."
         crossed = f"every one of its {_count(p.across.n_arm, 'pair')} crosses machines"
     else:
-        mine = {r["machine"] for r in machines.split(runs, [c.arm])}
-        theirs = {r["machine"] for r in machines.split(runs, [c.against])}
+        mine, theirs = machines.of_arm(runs, c.arm), machines.of_arm(runs, c.against)
         if mine & theirs:
-            return f"- {name}: both arms have runs on {', '.join(sorted(mine & theirs))}."
+            status = "one machine" if len(mine | theirs) == 1 else "mixed"
+            return status, f"- {name}: both arms have runs on {', '.join(sorted(mine & theirs))}."
         crossed = f"its arms trained on different machines ({', '.join(sorted(mine))}; {', '.join(sorted(theirs))})"
     tail = ("so a machine effect would be part of its effect: the within-arm check above measures one" if checked
             else "**and no arm has runs on two machines: nothing here tells its effect from a machine effect**")
-    return f"- {name}: {crossed}, {tail}."
+    return "crossed", f"- {name}: {crossed}, {tail}."
 
 
 def _target(spec: AblationSpec, where: Sequence[Path], runs: pd.DataFrame) -> float | None:
@@ -847,11 +873,33 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
     if missing:
         lines += ["No real-data report yet: " + ", ".join(f"`{n}`" for n in missing) +
                   " (`repro ablate NAME --dry-run` shows what is left to run).", ""]
+    lines += _scorecard_machines(sides)
     lines += ["Every line of the code that encodes a paper choice, by section, with the ablations that test "
               "it: [choices.md](choices.md).", ""]
     path = reports / "README.md"
     write_text(path, "\n".join(lines))
     return path
+
+
+def _scorecard_machines(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Every report's checks of an arm's machines against each other, and the claims whose arms
+    never share a machine (each report's Machines section has the detail)."""
+    checks = [{"ablation": f"[{name}]({side.get('report', name + '.md')})", **w}
+              for name, side in sides.items() for w in side.get("machines", {}).get("checks", [])]
+    crossed = [f"{name}'s {c['claim']}, {c['comparison']}" for name, side in sides.items()
+               for c in side.get("machines", {}).get("claims", []) if c["status"] == "crossed"]
+    if not checks and not crossed:
+        return []
+    lines = ["## Machines", "", "The campaigns span sessions, and sessions draw different machines, whose kernels "
+             "round differently. Where an arm has runs on two machines, its report checks one against the other "
+             "(Welch; the seeds differ too; with no machine effect each interval covers zero 95% of the time):", ""]
+    columns = ["ablation", "arm", "metric", "comparison", "n", "measured (95% CI)"]
+    lines += [_md_table(pd.DataFrame(checks, columns=columns)), ""] if checks else [
+        "No arm has runs on two machines yet.", ""]
+    if crossed:
+        lines += ["Claims whose two arms never share a machine, so that a machine effect would be part of the "
+                  "measured effect (read them beside the checks above): " + "; ".join(crossed) + ".", ""]
+    return lines
 
 
 def _real_data_sides(reports: Path) -> dict[str, Any]:

@@ -93,3 +93,21 @@ def test_pairs_split_every_pair_once(tmp_path):
     _, _, runs, _ = report.build("lrn", results, reports_dir=reports)
     p = machines.pairs(runs, "lrn", "none", "test_error", "pp")
     assert (p.same.n_arm, p.across.n_arm, p.mixed) == (2, 2, True)
+
+
+def test_the_scorecard_gathers_every_reports_checks_and_crossed_claims(tmp_path):
+    """The scorecard lists each report's within-arm checks and names the claims whose arms never
+    share a machine; with every run on one machine it has no such section."""
+    results, reports = _lrn(tmp_path / "one", {})
+    report.write_report("lrn", results, reports)
+    assert "## Machines" not in report.write_scorecard(reports).read_text(encoding="utf-8")
+    where = {("none", s): "Other CPU" for s in range(4)} | {("lrn-gain", 2): "Other CPU", ("lrn-gain", 3): "Other CPU"}
+    results, reports = _lrn(tmp_path / "two", where)
+    report.write_report("lrn", results, reports)
+    card = report.write_scorecard(reports).read_text(encoding="utf-8").split("## Machines")[1]
+    gain = ERRORS["lrn-gain"]
+    check = stats.welch(_pct(gain[:2]), _pct(gain[2:]))  # 6 runs on each machine: the reference is first by name
+    assert (f"| [lrn](lrn.md) | lrn-gain | top-1 test error | cpu (Test CPU) vs cpu (Other CPU) | 2 / 2 | "
+            f"{check.estimate:+.2f} pp [{check.lo:+.2f}, {check.hi:+.2f}]") in card
+    assert "(read them beside the checks above): lrn's top-1 test error, lrn vs none." in card
+    assert "lrn vs lrn-gain" not in card  # mixed pairs: in the report, not flagged here
