@@ -244,11 +244,21 @@ def eval_(
     split: Annotated[str, typer.Option("--split", help="test | holdout | train_eval.")] = "test",
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Where the data is.")] = None,
     device: DeviceOpt = "auto",
+    lrn: Annotated[bool, typer.Option("--lrn", help="Instead: how strongly each LRN layer normalizes, beyond "
+                                      "its constant gain, with the trained and the initial weights.")] = False,
+    images: Annotated[int, typer.Option("--images", min=1, help="With --lrn: how many images of the split.")] = 2000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Evaluate a trained run's checkpoint on one split (reads the run directory, writes nothing)."""
-    from repro.evaluation import evaluate_run
+    from repro.evaluation import evaluate_run, lrn_strength_run
 
+    if lrn:
+        result = lrn_strength_run(run_dir, split=split, images=images, data_dir=data_dir, device=device)
+        if as_json:
+            print(json.dumps(result, indent=2))
+        else:
+            _print_lrn_strength(result)
+        return
     result = evaluate_run(run_dir, views=views, split=split, data_dir=data_dir, device=device)
     if as_json:
         print(json.dumps(result, indent=2))
@@ -257,6 +267,20 @@ def eval_(
                   f"error {100 * result['error']:.2f}%, top-5 {100 * result['top5_error']:.2f}%, "
                   f"loss {result['loss']:.4f}  <-  {run_dir} (epoch {result['epoch']:g})",
                   highlight=False, soft_wrap=True)
+
+
+def _print_lrn_strength(result: dict) -> None:
+    table = Table(title=f"LRN beyond its constant gain: {result['run_dir']} (epoch {result['epoch']:g}, "
+                        f"{result['images']} {result['split']} images)")
+    for col in ("weights", "layer", "output / gain's", "median f", "10th pct f", "f < 0.9"):
+        table.add_column(col, justify="left" if col in ("weights", "layer") else "right")
+    for weights, layers in result["layers"].items():
+        for name, s in layers.items():
+            table.add_row(weights, name, f"{s['output_over_gain']:.3f}", f"{s['median']:.3f}", f"{s['p10']:.3f}",
+                          f"{100 * s['share_below_0.9']:.1f}%")
+    console.print(table)
+    console.print("f = out / (input x k^-beta): 1 where LRN is only its constant gain; output / gain's: f "
+                  "weighted by |input|.", highlight=False, soft_wrap=True)
 
 
 def _launch_torchrun(nproc: int) -> None:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro import distributed, rundir
+from repro import distributed, provenance, rundir
 from repro.config import DataConfig
 from repro.data import SPLITS, Dataset, Loader, load_dataset
 from repro.errors import ConfigError
@@ -130,10 +131,12 @@ def crossing(rows: Sequence[dict], key: str, target: float) -> float | None:
     return None
 
 
-def evaluate_run(run_dir: str, views: int = 1, split: str = "test", data_dir: str | None = None,
-                 device: str = "auto") -> dict:
-    """A stored run's checkpoint evaluated on `split` with `views` views, in fp32 (`repro eval`).
-    ConfigError (one line) for a directory without a readable config or checkpoint."""
+def load_run(run_dir: str, data_dir: str | None = None, device: str = "auto"
+             ) -> tuple[Any, DataConfig, Dataset, nn.Module, dict]:
+    """A stored run's (config, data config with its crop, dataset, model, checkpoint). The model
+    holds the run's *initial* weights: the same seeded draws, in the same order, as `repro
+    train` (seed, then the dataset, then the model); load `checkpoint["model"]` for the trained
+    ones. ConfigError (one line) for a directory without a readable config or checkpoint."""
     from dataclasses import replace
 
     from repro.models import build
@@ -142,15 +145,65 @@ def evaluate_run(run_dir: str, views: int = 1, split: str = "test", data_dir: st
     ckpt_path = rundir.checkpoint_path(run_dir)
     if cfg is None or not ckpt_path.exists():
         raise ConfigError(f"{run_dir}: not a run directory with a config and a checkpoint (repro train --out DIR)")
-    if split not in SPLITS or split == "train":
-        raise ConfigError(f"--split {split}: choose test, holdout or train_eval")
     dev = distributed.resolve_device(device)
     data = replace(cfg.data, data_dir=data_dir or cfg.data.data_dir, crop=cfg.data.crop or cfg.model.input_size)
+    torch.manual_seed(cfg.seed)  # as repro train: the init draws follow the seed and the dataset
     ds = load_dataset(data, cfg.model.num_classes, cfg.model.input_size)
-    ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)  # never runs code from the file
     model = build(cfg.model).to(dev)
+    ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)  # never runs code from the file
+    return cfg, data, ds, model, ckpt
+
+
+def evaluate_run(run_dir: str, views: int = 1, split: str = "test", data_dir: str | None = None,
+                 device: str = "auto") -> dict:
+    """A stored run's checkpoint evaluated on `split` with `views` views, in fp32 (`repro eval`).
+    ConfigError (one line) for a directory without a readable config or checkpoint."""
+    _check_split(split)
+    cfg, data, ds, model, ckpt = load_run(run_dir, data_dir, device)
+    dev = next(model.parameters()).device
     model.load_state_dict(ckpt["model"])
     loader = Loader(ds, split, 256, dev, train=False, cfg=data, seed=cfg.seed, views=views)
     r = evaluate(model, loader, dev, nullcontext)  # fp32
     return {"run_dir": str(run_dir), "split": split, "views": views, "epoch": ckpt["epoch"], "images": loader.n,
             "error": r["error"], "top5_error": r["top5_error"], "loss": r["loss"]}
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS or split == "train":
+        raise ConfigError(f"--split {split}: choose test, holdout or train_eval")
+
+
+def lrn_strength_run(run_dir: str, split: str = "test", images: int = 2000, data_dir: str | None = None,
+                     device: str = "auto") -> dict:
+    """How strongly a stored run's LRN layers normalize (repro.lrn_strength), with its trained
+    weights and its initial ones, on the first `images` of `split` (centre crop, fp32)."""
+    import copy
+
+    from repro import lrn_strength
+
+    _check_split(split)
+    cfg, data, ds, model, ckpt = load_run(run_dir, data_dir, device)
+    dev = next(model.parameters()).device
+    initial = copy.deepcopy(model)
+    model.load_state_dict(ckpt["model"])
+    loader = Loader(ds, split, 250, dev, train=False, cfg=data, seed=cfg.seed, views=1)
+
+    def batches():
+        seen = 0
+        for x, _ in loader.epoch(0):
+            if seen >= images:
+                return
+            yield x[: images - seen]
+            seen += x.shape[0]
+
+    layers = {"initial": lrn_strength.measure(initial, batches()), "trained": lrn_strength.measure(model, batches())}
+    if not layers["trained"]:
+        raise ConfigError(f"{run_dir}: its model ({cfg.model.name}) has no LRN layer to measure")
+    env = rundir.read_json(Path(run_dir) / rundir.ENV) or {}
+    revision, dirty = provenance.git_revision()
+    return {"run_dir": str(run_dir), "hash": cfg.hash(), "seed": cfg.seed, "model": cfg.model.name,
+            "norm": cfg.model.norm, "lr": cfg.optim.lr, "epoch": ckpt["epoch"], "split": split,
+            "images": min(images, loader.n), "trained_at": env.get("git_revision"),
+            "trained_on": env.get("device_name") or env.get("device"),
+            "measured_at": revision and revision + (" (dirty)" if dirty else ""), "torch": torch.__version__,
+            "layers": layers}
