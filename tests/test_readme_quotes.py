@@ -133,3 +133,31 @@ def test_the_avx2_table_quotes_its_stored_bench_run():
         assert [speedup, bf16_speedup] == [f"{b['speedup']:.2f}x", f"{b['speedup_bf16']:.2f}x"]
     ratios = sorted(v["ours_over_torch"] for v in bench["lrn"].values())
     assert f"our LRN is {ratios[0]:.2f}-{ratios[-1]:.2f}x" in " ".join(readme.split())
+
+
+STRENGTH = REPO / "reports" / "lrn-strength"
+THREE_DECIMALS = re.compile(r"(?<![\d.])\d\.\d{3}(?!\d)")
+WHOLE_PERCENT = re.compile(r"(?<![\d.])(\d+)%(?! CI)")  # not a 95% CI
+
+
+def _stored_strength() -> set[str]:
+    """Every figure of the stored LRN-strength measurements, as the README and its table write them."""
+    out = set()
+    for p in sorted(STRENGTH.glob("*.json")):
+        for layers in json.loads(p.read_text(encoding="utf-8"))["layers"].values():
+            for s in layers.values():
+                out |= {f"{s[k]:.3f}" for k in ("output_over_gain", "median", "p10")}
+                out.add(f"{100 * s['share_below_0.9']:.0f}%")
+    return out
+
+
+def test_lrn_strength_figures_come_from_the_stored_measurements():
+    """The LRN-strength table and the README bullet that links it quote the stored JSON, never memory."""
+    stored = _stored_strength()
+    folder = (STRENGTH / "README.md").read_text(encoding="utf-8")  # its table included
+    bullet = next(b for b in _blocks((REPO / "README.md").read_text(encoding="utf-8")) if "lrn-strength/" in b)
+    for text in (folder, bullet):
+        quoted = THREE_DECIMALS.findall(text) + [f"{n}%" for n in WHOLE_PERCENT.findall(text)]
+        assert len(quoted) >= 4, quoted  # a parser that finds nothing would pass
+        missing = [q for q in quoted if q not in stored]
+        assert not missing, f"quoted {missing}, which no file in reports/lrn-strength/ says"
