@@ -28,7 +28,9 @@ from repro.stats import Effect, measure
 
 
 def label(device: str | None, device_name: str | None) -> str:
-    """'cpu (AMD EPYC)': the device and, where recorded, its model name."""
+    """'cpu (AMD EPYC)': the device and, where recorded, its model name (a run not yet trained
+    has neither: NaN in the per-run table)."""
+    device, device_name = (x if isinstance(x, str) else None for x in (device, device_name))
     return (device or "?") + (f" ({device_name})" if device_name else "")
 
 

@@ -118,7 +118,21 @@ def judge(claim: Claim, effect: Effect) -> tuple[str, str]:
             return stats.NOT_MEASURED, f"needs at least 2 seeds finished in both arms (has {effect.n_arm})"
         return stats.NOT_MEASURED, (f"needs at least 2 finished runs per arm "
                                     f"(has {effect.n_arm} vs {effect.n_against})")
-    return stats.verdict(effect.interval, claim.null, claim.side, claim.band, claim.margin_band)
+    verdict, why = stats.verdict(effect.interval, claim.null, claim.side, claim.band, claim.margin_band)
+    iv, margin = effect.interval, claim.margin_band
+    inside = margin is not None and margin[0] <= iv.lo90 and iv.hi90 <= margin[1]
+    ninety = f"its 90% interval {_interval90(iv.lo90, iv.hi90, effect.unit)}"
+    if verdict == stats.NO_EFFECT:  # the deciding interval, printed: the table shows the 95% one
+        why = (f"the 90% interval {_interval90(iv.lo90, iv.hi90, effect.unit)} lies inside the smallest effect "
+               "of interest (TOST, 5%)")
+    elif verdict == stats.CONTRADICTED and inside:  # both rules hold: say so, the first listed decides
+        why += f"; {ninety} also lies inside the smallest effect of interest, so it reads *no effect* as well"
+    return verdict, why
+
+
+def _interval90(lo: float, hi: float, unit: str) -> str:
+    """A 90% interval to three places (it decides *no effect*, sometimes by a hair)."""
+    return f"[{lo:+.3f}, {hi:+.3f}]" if unit == "pp" else f"[{lo:.3f}, {hi:.3f}]"
 
 
 def seeds_advice(claim: Claim, effect: Effect) -> str:
@@ -391,20 +405,38 @@ def build(name: str | AblationSpec, results_dir: str | os.PathLike = "results", 
     rows, covered = [], set()
     for c in spec.claims_for(manifest["scale"]):
         eff, welch = claim_effects(runs, c)
+        evaluates = spec.arms[c.arm].evaluate
+        if evaluates is not None and evaluates.of == c.against:
+            welch = None  # the same nets evaluated twice: not independent samples, so no Welch interval
         v, why = judge(c, eff)
         covered.add((c.arm, c.against, c.metric))
         rows.append({"claim": c, "metric": c.metric, "arm": c.arm, "against": c.against, "effect": eff,
                      "welch": welch, "verdict": v, "why": why,
                      "advice": seeds_advice(c, eff) if v in (stats.INCONCLUSIVE, stats.NOT_MEASURED) else ""})
+    claims = spec.claims_for(manifest["scale"])
+    paired_design = bool(claims) and all(c.test == "paired" for c in claims)  # same seed, same inits and data
     for arm in spec.arms:  # measured effects the claims do not cover, against the baseline
         for m in spec.metrics if arm != spec.baseline else ():
             if (arm, spec.baseline, m) not in covered:
-                a, ac = arm_values(runs, arm, m)
-                b, bc = arm_values(runs, spec.baseline, m)
-                rows.append({"claim": None, "metric": m, "arm": arm, "against": spec.baseline, "welch": None,
-                             "effect": measure("welch", a, b, _unit_for(m), ac, bc), "verdict": "—",
+                rows.append({"claim": None, "metric": m, "arm": arm, "against": spec.baseline,
+                             **_other_effects(spec, runs, arm, m, paired_design), "verdict": "—",
                              "why": "no paper claim", "advice": ""})
     return spec, manifest, runs, rows
+
+
+def _other_effects(spec: AblationSpec, runs: pd.DataFrame, arm: str, m: str, paired_design: bool) -> dict:
+    """An unclaimed effect against the baseline: Welch (`effect`), and paired beside it (`paired`)
+    where the design pairs seeds; an arm that evaluates the baseline's own nets gets only paired."""
+    a, ac = arm_values(runs, arm, m)
+    b, bc = arm_values(runs, spec.baseline, m)
+    welch = measure("welch", a, b, _unit_for(m), ac, bc)
+    if not paired_design:
+        return {"effect": welch, "welch": None, "paired": None}
+    pa, pb, _, dropped = paired_values(runs, arm, spec.baseline, m)
+    paired = dataclasses.replace(measure("paired", pa, pb, _unit_for(m), ac, bc), dropped=tuple(dropped))
+    evaluates = spec.arms[arm].evaluate
+    same_nets = evaluates is not None and evaluates.of == spec.baseline
+    return {"effect": paired if same_nets else welch, "welch": None, "paired": None if same_nets else paired}
 
 
 def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "results",
@@ -451,7 +483,9 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
         "kind": REPORT_KIND, "ablation": spec.name, "report": md.name, "title": spec.title, "scale": sc,
         "question": spec.question, "synthetic": synthetic, "generated_at": generated_at(runs),
         "runs": {"total": int(runs["dir"].nunique()),
-                 "done": int(runs.loc[runs["status"].isin(TRAINED), "dir"].nunique())},
+                 "done": int(runs.loc[runs["status"].isin(TRAINED), "dir"].nunique()),
+                 **({"stage": "selection"} if manifest.get("selection") is not None
+                    and not (runs["stage"] == "main").any() else {})},
         "claims": [{"claim": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
                     "test": r["effect"].test, "paper": _expected(r["claim"]), "measured": effect_text(r["effect"]),
                     "verdict": r["verdict"], "source": r["claim"].source}
@@ -598,10 +632,17 @@ def _arms_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> l
     lines += [_md_table(pd.DataFrame(table)), ""]
     other = [r for r in rows if r["claim"] is None]
     if other:
-        lines += [f"### Other effects against `{spec.baseline}` (Welch)", "", _md_table(pd.DataFrame([{
-            "metric": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
-            "n": f"{r['effect'].n_arm} / {r['effect'].n_against}", "measured (95% CI)": effect_text(r["effect"]),
-        } for r in other])), ""]
+        paired = any(r.get("paired") is not None for r in other)
+        lines += [f"### Other effects against `{spec.baseline}`", "",
+                  ("Welch (each arm's runs as independent samples), and paired beside it (per-seed differences, "
+                   "over the seeds both arms have: the design pairs seeds, with the same data order and initial "
+                   "weights). " if paired else "") + "Measured, not claimed: no verdict.", "",
+                  _md_table(pd.DataFrame([{
+                      "metric": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
+                      "n": f"{r['effect'].n_arm} / {r['effect'].n_against}",
+                      f"{r['effect'].test} (95% CI)" if not paired else "welch (95% CI)": effect_text(r["effect"]),
+                      **({"paired (95% CI)": effect_text(r["paired"]) if r.get("paired") else "—"} if paired else {}),
+                  } for r in other])), ""]
     return lines
 
 
@@ -755,9 +796,14 @@ def _selection_section(spec: AblationSpec, runs: pd.DataFrame, sel: Mapping) -> 
     key, chosen = sel["key"], sel.get("chosen") or {}
     by_holdout = sel.get("by") == "final_holdout_error"
     sr = runs[runs["stage"] == "selection"]
+    trained = sr[sr["status"].isin(TRAINED)]
+    on = [machines.label(d, n) for d, n in zip(sr["device"], sr["device_name"], strict=True)]
+    mixed = len({m for m, t in zip(on, sr["status"].isin(TRAINED), strict=True) if t}) > 1 and len(trained) > 1
     rows = []
-    for _, r in sr.iterrows():
+    for (_, r), machine in zip(sr.iterrows(), on, strict=True):
         row = {"arm": r["arm"], key: f"{r['grid']:g}", "status": r["status"]}
+        if mixed:  # values compared across machines: say where each trained
+            row["machine"] = machine if r["status"] in TRAINED else "—"
         if by_holdout:
             row["final holdout error (%)"] = _pct_or_dash(r["final_holdout_error"])
         else:
@@ -860,8 +906,11 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
     lines += [f"{n_claims} claim{'s' * (n_claims != 1)} from {len(sides)} real-data report{'s' * (len(sides) != 1)} "
               "(CIFAR-10 or ImageNet, rebuilt by `repro report all` from the run records in "
               f"[records/](records/); newest record {max(dates) if dates else '—'}). Each interval is at 95% on "
-              "its own: with this many claims, expect about one in twenty to miss by chance. Smoke-scale reports "
-              f"go to `results/{SMOKE_REPORTS}/`, never here.", ""]
+              "its own: with this many claims, expect about one in twenty to miss by chance. A *no effect* "
+              "verdict rests on the 90% interval (TOST), which its report's reason column prints. A claim of sign "
+              "only (\"lower\") is reproduced by any effect on the paper's side, however large; one with a band "
+              "(\"-1.5 pp ± 0.75\") is contradicted by an effect wholly outside it on either side. Smoke-scale "
+              f"reports go to `results/{SMOKE_REPORTS}/`, never here.", ""]
     lines += _headline_section(sides)
     lines += ["## Every claim", ""]
     if any(r["test"] == "?" for r in rows):
@@ -915,7 +964,7 @@ def _real_data_sides(reports: Path) -> dict[str, Any]:
 def _scorecard_rows(side: Mapping[str, Any]) -> list[dict[str, str]]:
     """One scorecard row per claim of a report's side JSON (one row if it has none)."""
     link = f"[{side['ablation']}]({side.get('report', side['ablation'] + '.md')})"
-    runs = f"{side['runs']['done']}/{side['runs']['total']}"
+    runs = _runs_text(side)
     if not side["claims"]:
         return [{"ablation": link, "scale": side["scale"], "runs": runs, "claim": "no paper claim",
                  "test": "—", "paper": "—", "measured (95% CI)": "see report", "verdict": "—"}]
@@ -923,6 +972,12 @@ def _scorecard_rows(side: Mapping[str, Any]) -> list[dict[str, str]]:
              "claim": f"{c['claim']}, {c['comparison']}", "test": c.get("test", "?"),
              "paper": c["paper"], "measured (95% CI)": c["measured"], "verdict": f"**{c['verdict']}**"}
             for c in side["claims"]]
+
+
+def _runs_text(side: Mapping[str, Any]) -> str:
+    """'13/18'; '3/12 selection' while only the selection stage is planned (its main runs follow)."""
+    runs = side["runs"]
+    return f"{runs['done']}/{runs['total']}" + (" selection" if runs.get("stage") == "selection" else "")
 
 
 def _headline_section(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -946,11 +1001,12 @@ def _headline_section(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
             verdict = ("superseded (rerun pending)" if c.get("test", "?") == "?" else
                        f"**{c['verdict']}**" + (" (campaign in progress)" if done < total else ""))
             rows.append({"question": question, "comparison": c["comparison"], "measured (95% CI)": c["measured"],
-                         "verdict": verdict, "runs": f"{done}/{total}",
+                         "verdict": verdict, "runs": _runs_text(side),
                          "report": f"[{name}]({side.get('report', name + '.md')})"})
     if not rows:
         return []
+    superseded = (" A verdict marked superseded comes from a report made before the evidence protocol; its "
+                  "campaign is to be rerun." if any(r["verdict"].startswith("superseded") for r in rows) else "")
     return ["## The four questions", "",
             "ReLU vs tanh (Figure 1, on two nets), LRN, overlapping pooling, one vs two GPUs: the ablations "
-            "the project is built around. A verdict marked superseded comes from a report made before the "
-            "evidence protocol; its campaign is to be rerun.", "", _md_table(pd.DataFrame(rows)), ""]
+            f"the project is built around.{superseded}", "", _md_table(pd.DataFrame(rows)), ""]

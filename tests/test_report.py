@@ -351,6 +351,9 @@ def test_no_effect_and_seed_advice(tmp_path):
     make_manifest(results, spec, "cifar", entries, seeds=list(range(5)))
     _, _, _, rows = report.build("pooling", results, reports_dir=reports)
     assert rows[0]["verdict"] == NO_EFFECT, rows[0]["why"]
+    iv = rows[0]["effect"].interval  # the deciding 90% interval is printed, to three places
+    assert rows[0]["why"] == (f"the 90% interval [{iv.lo90:+.3f}, {iv.hi90:+.3f}] lies inside the smallest effect "
+                              "of interest (TOST, 5%)")
     spec_g = spec_file.load("gpus")  # welch, margin 0.5
     entries = [make_run(results, spec_g, "cifar", arm, s, [(0.2, 0.2)], test_error=v)
                for arm, vals in (("two", [0.10, 0.14, 0.12]), ("one", [0.11, 0.15, 0.12])) for s, v in enumerate(vals)]
@@ -365,6 +368,60 @@ def test_no_effect_and_seed_advice(tmp_path):
     assert "multiply-adds per image" in text and "`one` (alexnet-cifar, columns=1)" in text
 
 
+def test_a_contradicted_claim_that_also_passes_the_equivalence_test_says_both(tmp_path):
+    """pca-colour's claim is -1 pp ± 0.5 with a 0.5 pp margin: an effect near zero lies wholly outside
+    the band (contradicted) and inside the margin (no effect); the reason says both."""
+    spec = spec_file.load("pca-colour")
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    jitter = [0.0005, -0.0005, 0.0003, -0.0002, 0.0001]
+    entries = [make_run(results, spec, "cifar", arm, s, [(0.2, 0.2)], test_error=0.15 + 0.01 * s + (j if arm == "on"
+                                                                                                  else 0.0))
+               for s, j in enumerate(jitter) for arm in ("on", "off")]
+    make_manifest(results, spec, "cifar", entries, seeds=list(range(5)))
+    _, _, _, rows = report.build("pca-colour", results, reports_dir=reports)
+    iv = rows[0]["effect"].interval
+    assert rows[0]["verdict"] == CONTRADICTED
+    assert rows[0]["why"].endswith(f"its 90% interval [{iv.lo90:+.3f}, {iv.hi90:+.3f}] also lies inside the smallest "
+                                   "effect of interest, so it reads *no effect* as well")
+
+
+def test_an_evaluation_arm_gets_no_welch_interval_and_paired_designs_get_paired_beside_welch(tmp_path):
+    """ten-crop's `ten` arm re-evaluates `centre`'s own nets: not independent samples, so its claim
+    has no Welch column and its other effects are paired only; lrn's other effects carry both."""
+    spec = spec_file.load("ten-crop")
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    entries = [make_run(results, spec, "cifar", "centre", s, [(0.3, 0.2)], test_error=0.25 + 0.01 * s,
+                        test_10view=0.23 + 0.011 * s) for s in range(3)]
+    entries += [make_run(results, spec, "cifar", "ten", s, [], status="pending") | {"evaluates": "centre"}
+                for s in range(3)]
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2])
+    text = report.write_report("ten-crop", results, reports).read_text(encoding="utf-8")
+    claims = text.split("## Claims")[1].split("\n## ")[0]
+    assert "welch [95% CI]" not in claims and "ten vs centre" in claims
+    results, reports = _lrn_fixture(tmp_path / "lrn")
+    other = report.write_report("lrn", results, reports).read_text(encoding="utf-8").split("### Other effects")[1]
+    assert "| welch (95% CI)" in other and "| paired (95% CI)" in other
+
+
+def test_the_scorecard_says_when_only_the_selection_stage_has_run(tmp_path):
+    spec = spec_file.load("lrn-vs-batchnorm")
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    entries = [make_run(results, spec, "cifar", "lrn", 1000, [(0.3, 0.26)], stage="selection", grid_value=lr,
+                        device_name=cpu) for lr, cpu in ((0.005, "Test CPU"), (0.01, "Other CPU"))]
+    entries += [make_run(results, spec, "cifar", "none", 1000, [], stage="selection", grid_value=0.01,
+                         status="pending")]
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2, 3, 4])
+    manifest = json.loads(rundir.manifest_path(results, "lrn-vs-batchnorm", "cifar").read_text())
+    manifest["selection"] = {"key": "optim.lr", "by": "final_holdout_error", "chosen": {}}
+    rundir.write_manifest(rundir.manifest_path(results, "lrn-vs-batchnorm", "cifar"), manifest)
+    text = report.write_report("lrn-vs-batchnorm", results, reports).read_text(encoding="utf-8")
+    selection = text.split("## Selection")[1].split("\n## ")[0]
+    assert "| machine " in selection and "cpu (Other CPU)" in selection and "cpu (Test CPU)" in selection
+    card = report.write_scorecard(reports).read_text(encoding="utf-8")
+    assert "| 2/3 selection " in card
+    assert "superseded" not in card  # no report predates the protocol here
+
+
 def test_the_answer_comes_first_one_line_per_claim_with_its_verdict(tmp_path):
     results, reports = _lrn_fixture(tmp_path)
     text = report.write_report("lrn", results, reports).read_text(encoding="utf-8")
@@ -372,8 +429,9 @@ def test_the_answer_comes_first_one_line_per_claim_with_its_verdict(tmp_path):
     answer = text[:text.index("## Provenance")]
     assert "**Answer so far (9 of 12 runs finished):**" in answer
     for r in (r for r in rows if r["claim"] is not None):
+        whose = "the paper" if r["claim"].section.startswith("§") else "the claim"  # lrn-gain: a control
         assert (f"- top-1 test error, {r['arm']} vs {r['against']}: {report.effect_text(r['effect'])} "
-                f"(paired n=3; the paper: lower (sign only)): **{r['verdict']}**.") in answer
+                f"(paired n=3; {whose}: lower (sign only)): **{r['verdict']}**.") in answer
 
 
 def test_the_answer_counts_every_run_that_ended_outrun_and_diverged_included(tmp_path):
