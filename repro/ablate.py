@@ -223,6 +223,8 @@ def _print_rows(console: Console, rows: list[dict[str, Any]], title: str, only_l
     hidden = f" ({len(rows) - len(shown)} finished run(s) not listed)" if len(shown) < len(rows) else ""
     console.print(f"{rows[0]['ablation']}: {_estimate_line(rows)}{hidden}" if rows else _estimate_line(rows),
                   highlight=False, soft_wrap=True)
+    if machines := plan.machines_line(rows):
+        console.print(f"{rows[0]['ablation']}: {machines}", highlight=False, soft_wrap=True)
 
 
 def _print_summary(console: Console, outcomes: Sequence[Outcome]) -> None:

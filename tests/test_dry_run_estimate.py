@@ -203,3 +203,25 @@ def test_main_runs_that_stop_at_a_target_are_likely_to_stop_where_their_chosen_v
     assert (other["estimate_s"], other["about_s"]) == (cap * 30.0, 28 * 30.0)
     line = _estimate_line(list(rows.values()))
     assert f"about {_duration((3 * 28 - 10 + 3 * 8) * 30.0)} if each main run stops where" in line
+
+
+def test_the_dry_run_says_where_finished_runs_trained_when_what_is_left_trains_elsewhere(tmp_path, monkeypatch):
+    """pooling's case: its baseline is copied from runs another machine trained, and what is left
+    would train here; the dry run names both (a copy's machine is its twin's)."""
+    spec = spec_file.load("lrn")
+    results = tmp_path / "results"
+    monkeypatch.setattr(plan, "_device_here", lambda cfg: "This CPU")
+    runs = plan.main_runs(spec, "cifar", [0], {})
+    d = results / "pooling" / "overlapping" / runs[0].rel.name  # same seed and hash, another ablation
+    d.mkdir(parents=True)
+    rundir.write_config(d, runs[0].cfg)
+    rundir.write_summary(d, {"status": rundir.FINISHED, "epochs_run": 30, "wall_seconds": 900.0})
+    rundir.write_env(d, {"device": "cpu", "device_name": "Other CPU"})
+    rows = plan.dry_run_rows(spec, "cifar", [0], {}, results)
+    by_dir = {Path(r["dir"]).name: r for r in rows}
+    assert by_dir[runs[0].rel.name]["machine"] == "Other CPU" and by_dir[runs[1].rel.name]["machine"] == "This CPU"
+    assert plan.machines_line(rows) == ("machines: finished runs trained on Other CPU (1); what is left would "
+                                        "train here, on This CPU: runs on different machines are compared in the "
+                                        "report's Machines section")
+    monkeypatch.setattr(plan, "_device_here", lambda cfg: "Other CPU")  # everything on one machine: nothing to say
+    assert plan.machines_line(plan.dry_run_rows(spec, "cifar", [0], {}, results)) == ""

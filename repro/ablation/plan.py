@@ -444,20 +444,44 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
     speeds: dict[str, tuple[float, int] | None] = {}
     rows = []
     for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]:
-        st = results.state(r.rel)
-        if st == "pending" and results.identical(r.rel, r.seed, r.hash):
-            st = "copy"  # a finished run with the same config elsewhere (another ablation): copied, not trained
+        st, src = results.state(r.rel), results.find(r.rel)
+        if st == "pending" and (twin := results.identical(r.rel, r.seed, r.hash)):
+            st, src = "copy", twin  # a finished run with the same config elsewhere (another ablation): copied
         label, speed = _speed_for(results, r.cfg, speeds)
         most, about = _seconds_left(r, st, results, speed, sel)
         rows.append({"ablation": spec.name, "stage": r.stage, "arm": r.arm, "seed": r.seed,
                      "grid": "" if r.grid_value is None else f"{r.grid_key.split('.')[-1]}={r.grid_value:g}",
                      "hash": r.hash, "state": st, "dir": str(results.find(r.rel)),
-                     "estimate_s": most, "about_s": about, "model": label, "speed": speed})
+                     "estimate_s": most, "about_s": about, "model": label, "speed": speed,
+                     "machine": _trained_on(src) if st in NOTHING_LEFT else _device_here(r.cfg)})
     for arm in waiting_arms(spec, seeds, chosen):
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
                      "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None,
                      "waiting_s": _waiting_seconds(spec, seeds, [r for r in sel if r.arm == arm], results, speeds)})
     return rows
+
+
+def _trained_on(run_dir: Path) -> str | None:
+    """The device a finished run trained on, as its record names it ('AMD EPYC')."""
+    env = rundir.read_json(Path(run_dir) / rundir.ENV) or {}
+    return env.get("device_name") or env.get("device")
+
+
+def machines_line(rows: Sequence[Mapping[str, Any]]) -> str:
+    """'' when every run trained (or would train) on one machine; else where the finished runs
+    trained and where what is left would, since pairs across machines are worth a look (each
+    report's Machines section)."""
+    done: dict[str, int] = {}
+    for r in rows:
+        if r["state"] in NOTHING_LEFT and r.get("machine"):
+            done[r["machine"]] = done.get(r["machine"], 0) + 1
+    here = sorted({r["machine"] for r in rows if r["state"] not in NOTHING_LEFT and r.get("machine")})
+    if len(set(done) | set(here)) <= 1:
+        return ""
+    trained = ", ".join(f"{m} ({n})" for m, n in sorted(done.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (f"machines: finished runs trained on {trained or 'none yet'}"
+            + (f"; what is left would train here, on {', '.join(here)}" if here else "")
+            + ": runs on different machines are compared in the report's Machines section")
 
 
 def _waiting_seconds(spec: AblationSpec, seeds: Sequence[int], arm_sel: Sequence[Run], results: rundir.Store,
