@@ -267,7 +267,7 @@ def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tu
                         "between evaluations"),
         ("seeds", ", ".join(map(str, manifest.get("seeds", [])))),
         ("overrides", ", ".join(f"{k}={v}" for k, v in manifest.get("overrides", {}).items()) or "none"),
-        ("runs", counts_text + (f" ({n_reused} shared with other ablations: same config hash, trained once)"
+        ("runs", counts_text + (f" ({n_reused} copied from another ablation's run: same config hash, trained once)"
                                 if n_reused else "")),
         ("evaluation arms", "; ".join(evals) or "none"),
         ("device", ", ".join(devices) or "?"),
@@ -276,7 +276,7 @@ def _provenance(spec: AblationSpec, manifest: Mapping, runs: pd.DataFrame) -> tu
         ("git revision", ", ".join(gits) or "?"),
         ("code fingerprint", fps),
         ("total compute", f"{compute / 60:.1f} min of training (sum of the runs' wall time)"
-                          + (f", plus {shared / 60:.1f} min in runs shared with other ablations" if shared else "")),
+                          + (f", plus {shared / 60:.1f} min in runs copied from other ablations" if shared else "")),
         ("plots", f"matplotlib {matplotlib_version()} (Agg; PNGs without date or version metadata)"),
         ("generated", f"from the records (newest finished {generated_at(runs)}) by `repro report`"),
     ]

@@ -286,7 +286,7 @@ def test_identical_run_of_another_ablation_is_copied(tmp_path):
     copied = [p for p in (tmp_path / "results" / "gpus" / "two").iterdir() if p.is_dir()]
     assert len(copied) == 2 and all((p / "reused_from.txt").exists() for p in copied)
     assert not any((p / "checkpoint.pt").exists() for p in copied)
-    assert "shared with other ablations" in (tmp_path / "results" / "smoke-reports" / "gpus.md").read_text()
+    assert "copied from another ablation" in (tmp_path / "results" / "smoke-reports" / "gpus.md").read_text()
 
 
 def test_selection_runs_that_can_no_longer_be_chosen_stop_and_the_choice_stands(tmp_path, monkeypatch):
