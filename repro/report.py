@@ -968,9 +968,11 @@ def _scorecard_rows(side: Mapping[str, Any]) -> list[dict[str, str]]:
     if not side["claims"]:
         return [{"ablation": link, "scale": side["scale"], "runs": runs, "claim": "no paper claim",
                  "test": "—", "paper": "—", "measured (95% CI)": "see report", "verdict": "—"}]
+    interim = " (interim)" if side["runs"]["done"] < side["runs"]["total"] else ""  # runs still to come may move it
     return [{"ablation": link, "scale": side["scale"], "runs": runs,
              "claim": f"{c['claim']}, {c['comparison']}", "test": c.get("test", "?"),
-             "paper": c["paper"], "measured (95% CI)": c["measured"], "verdict": f"**{c['verdict']}**"}
+             "paper": c["paper"], "measured (95% CI)": c["measured"],
+             "verdict": f"**{c['verdict']}**" + (interim if c["verdict"] != stats.NOT_MEASURED else "")}
             for c in side["claims"]]
 
 

@@ -706,3 +706,19 @@ def test_a_ratio_of_epochs_to_target_is_remeasured_at_the_other_thresholds_every
     assert rows[" 25% (the claim)          "].strip() in claim_row
     lrn_text = report.write_report("lrn", *_lrn_fixture(tmp_path / "lrn")).read_text(encoding="utf-8")
     assert "## Other thresholds" not in lrn_text  # no claim on epochs to a target
+
+
+def test_a_scorecard_verdict_with_runs_still_to_come_is_marked_interim(tmp_path):
+    results, reports = _lrn_fixture(tmp_path)  # 9 of 12 runs finished
+    report.write_report("lrn", results, reports)
+    rows = [r for r in report.write_scorecard(reports).read_text(encoding="utf-8").splitlines()
+            if r.startswith("| [lrn](lrn.md)")]
+    assert len(rows) == 2 and all("(interim)" in r for r in rows)
+    spec = spec_file.load("lrn")  # every run finished: a final reading
+    results, reports = tmp_path / "done" / "results", tmp_path / "done" / "reports"
+    entries = [make_run(results, spec, "cifar", arm, s, [(0.3, v)], test_error=v)
+               for arm, vals in (("lrn", LRN_ON), ("none", LRN_OFF), ("lrn-gain", LRN_GAIN))
+               for s, v in enumerate(vals)]
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2])
+    report.write_report("lrn", results, reports)
+    assert "(interim)" not in report.write_scorecard(reports).read_text(encoding="utf-8")
