@@ -1,7 +1,8 @@
 """Which machines trained an ablation's analysed runs, and whether that could move its effects.
 
 A campaign outlives a session, and sessions draw different machines (an Intel Xeon with
-AVX-512, an AMD EPYC with AVX2 only). Their kernels round differently, so a seed never trains to
+AVX-512 and AMX, an AMD EPYC with AVX2 only, an AMD EPYC with AVX-512). Their kernels round
+differently, so a seed never trains to
 the same weights on two machines. A pair stays a pair across machines all the same: its initial
 weights, data order and augmentation come from seeded generators, not from kernels. What would
 matter is a machine that shifts the results on average, and two views show it:
@@ -34,10 +35,49 @@ def label(device: str | None, device_name: str | None) -> str:
     return (device or "?") + (f" ({device_name})" if device_name else "")
 
 
+def tagged(names: Sequence, platforms: Sequence) -> list:
+    """Each model name as a machine: where one name was recorded under more than one platform
+    string, with the part of its platform that tells them apart ('AMD EPYC, platform …-v1272-…').
+    A CPU's model name need not name its hardware: 'AMD EPYC' has come here both with AVX2 only
+    and with AVX-512, whose kernels differ, and older records tell them apart by platform (the OS
+    kernel build) alone. Names that are not strings (a run not yet trained) pass through."""
+    def text(x) -> bool:
+        return isinstance(x, str) and bool(x)
+
+    seen: dict[str, set[str]] = {}
+    for n, p in zip(names, platforms, strict=True):
+        if text(n) and text(p):
+            seen.setdefault(n, set()).add(p)
+    tags = {n: distinct_parts(sorted(ps)) for n, ps in seen.items() if len(ps) > 1}
+    return [f"{n}, platform {tags[n][p]}" if text(n) and n in tags and text(p) else n
+            for n, p in zip(names, platforms, strict=True)]
+
+
+def distinct_parts(platforms: Sequence[str]) -> dict[str, str]:
+    """Each platform string without the '-'-separated parts that all of them share at the start
+    and at the end ('…-v1272-…' of 'Linux-6.18.44-fc-v1272-x86_64-with-glibc2.36')."""
+    parts = [p.split("-") for p in platforms]
+    shortest = min(len(x) for x in parts)
+    head = next((i for i in range(shortest) if len({x[i] for x in parts}) > 1), shortest)
+    tail = next((i for i in range(shortest - head) if len({x[-1 - i] for x in parts}) > 1), shortest - head)
+    out = {}
+    for p, x in zip(platforms, parts, strict=True):
+        middle = "-".join(x[head:len(x) - tail]) or "(none)"
+        out[p] = ("…-" if head else "") + middle + ("-…" if tail else "")
+    return out
+
+
+def labels(frame: pd.DataFrame) -> list[str]:
+    """Each row's machine label (columns device, device_name, platform), names `tagged`."""
+    platforms = frame["platform"] if "platform" in frame else [None] * len(frame)
+    names = tagged(list(frame["device_name"]), list(platforms))
+    return [label(d, n) for d, n in zip(frame["device"], names, strict=True)]
+
+
 def analysed(runs: pd.DataFrame) -> pd.DataFrame:
     """The analysed runs, with a `machine` column."""
     out = runs[runs["in_analysis"]].copy()
-    out["machine"] = [label(d, n) for d, n in zip(out["device"], out["device_name"], strict=True)]
+    out["machine"] = labels(out)
     return out
 
 

@@ -92,7 +92,7 @@ def environment(device: torch.device) -> dict:
         "hostname": socket.gethostname(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "started_at": now(),
-    }
+    } | ({"cpu_features": cpu_features()} if device.type == "cpu" else {})
 
 
 def numerics(runtime) -> dict:

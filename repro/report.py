@@ -226,8 +226,7 @@ def _diff_commands(done: pd.DataFrame, fps: pd.Series, majority: str) -> str:
 def _device_counts(done: pd.DataFrame) -> list[str]:
     """Each device the runs trained on; with more than one, how many runs each (machines differ
     in their kernels' rounding, so a reader can see how the runs are spread)."""
-    names = pd.Series([machines.label(d, n) for d, n in zip(done["device"], done["device_name"], strict=True)],
-                      dtype=object)
+    names = pd.Series(machines.labels(done), dtype=object)
     counts = machines.by_count(names)
     if len(counts) <= 1:
         return [name for name, _ in counts]
@@ -650,7 +649,9 @@ MACHINES_INTRO = (
     "The analysed runs trained on more than one machine. Machines' kernels round differently, so a seed never "
     "trains to the same weights on two of them; but its initial weights, data order and augmentation come from "
     "seeded generators, the same on any machine, so a pair stays a pair. What would matter is a machine that "
-    "shifts the results on average. Where each arm's runs trained:")
+    "shifts the results on average. A machine is the CPU or GPU model its record names, and where one name was "
+    "recorded on two platforms, the platform too (one CPU name has come both with AVX2 only and with AVX-512). "
+    "Where each arm's runs trained:")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -797,7 +798,7 @@ def _selection_section(spec: AblationSpec, runs: pd.DataFrame, sel: Mapping) -> 
     by_holdout = sel.get("by") == "final_holdout_error"
     sr = runs[runs["stage"] == "selection"]
     trained = sr[sr["status"].isin(TRAINED)]
-    on = [machines.label(d, n) for d, n in zip(sr["device"], sr["device_name"], strict=True)]
+    on = machines.labels(sr)
     mixed = len({m for m, t in zip(on, sr["status"].isin(TRAINED), strict=True) if t}) > 1 and len(trained) > 1
     rows = []
     for (_, r), machine in zip(sr.iterrows(), on, strict=True):
@@ -843,8 +844,8 @@ def _csv_table(runs: pd.DataFrame) -> pd.DataFrame:
             "epochs_to_leave_chance", "test_loss", "holdout_loss_min"]
     values = [c for c in t.columns if c.endswith(("_pct", "_pp"))]
     tail = ["wall_seconds", "reused", "model", "dataset", "dataset_sha256", "synthetic", "device", "device_name",
-            "torch", "precision", "channels_last", "git_revision", "git_dirty", "code_fingerprint", "finished_at",
-            "dir"]
+            "platform", "cpu_features", "torch", "precision", "channels_last", "git_revision", "git_dirty",
+            "code_fingerprint", "finished_at", "dir"]
     return t[head + values + tail]
 
 

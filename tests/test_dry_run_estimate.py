@@ -130,18 +130,24 @@ def test_a_model_with_no_finished_run_is_guessed_from_the_nearest_model_by_multi
 
 def test_runs_are_estimated_from_this_machines_runs_where_it_has_finished_some(tmp_path, monkeypatch):
     """One CPU model trained the same runs 2.5x slower than another: a machine's estimate comes
-    from its own finished runs once there are some, else from every machine's."""
+    from its own finished runs once there are some, else from every machine's. A machine is its
+    name and platform: one name has come as two machines (AVX2 only, AVX-512)."""
     spec = spec_file.load("lrn")
     results = tmp_path / "results"
     monkeypatch.setattr(plan, "_device_here", lambda cfg: "This CPU")
+    monkeypatch.setattr(plan, "_platform_here", lambda: "Linux-1-here")
     for i, (wall, device) in enumerate([(300.0, "Other CPU"), (400.0, "Other CPU"), (350.0, "Other CPU")]):
         _finished(results, "alexnet-cifar", 10.0, wall, f"{i}-abc")
-        rundir.write_env(results / "other" / "arm" / f"{i}-abc", {"device_name": device})
+        rundir.write_env(results / "other" / "arm" / f"{i}-abc", {"device_name": device, "platform": "Linux-1-here"})
     rows = plan.dry_run_rows(spec, "cifar", [0], {}, results)
     assert {r["estimate_s"] for r in rows} == {30 * 35.0}  # none here yet: every machine's runs
     assert "on this" not in _estimate_line(rows)
+    _finished(results, "alexnet-cifar", 10.0, 200.0, "6-abc")  # this name on another platform: not here
+    rundir.write_env(results / "other" / "arm" / "6-abc", {"device_name": "This CPU", "platform": "Linux-1-there"})
+    rows = plan.dry_run_rows(spec, "cifar", [0], {}, results)
+    assert {r["estimate_s"] for r in rows} == {30 * 32.5} and "on this" not in _estimate_line(rows)
     _finished(results, "alexnet-cifar", 10.0, 800.0, "7-abc")
-    rundir.write_env(results / "other" / "arm" / "7-abc", {"device_name": "This CPU"})
+    rundir.write_env(results / "other" / "arm" / "7-abc", {"device_name": "This CPU", "platform": "Linux-1-here"})
     rows = plan.dry_run_rows(spec, "cifar", [0], {}, results)
     assert {r["estimate_s"] for r in rows} == {30 * 80.0}
     assert "on this This CPU): 80 s/epoch, median of 1" in _estimate_line(rows)
@@ -225,3 +231,8 @@ def test_the_dry_run_says_where_finished_runs_trained_when_what_is_left_trains_e
                                         "report's Machines section")
     monkeypatch.setattr(plan, "_device_here", lambda cfg: "Other CPU")  # everything on one machine: nothing to say
     assert plan.machines_line(plan.dry_run_rows(spec, "cifar", [0], {}, results)) == ""
+    rundir.write_env(d, {"device": "cpu", "device_name": "Other CPU", "platform": "Linux-1-there"})
+    monkeypatch.setattr(plan, "_platform_here", lambda: "Linux-1-here")  # one name, two machines
+    assert plan.machines_line(plan.dry_run_rows(spec, "cifar", [0], {}, results)) == (
+        "machines: finished runs trained on Other CPU, platform …-there (1); what is left would train here, on "
+        "Other CPU, platform …-here: runs on different machines are compared in the report's Machines section")

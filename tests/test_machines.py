@@ -14,12 +14,15 @@ ERRORS = {"lrn": [0.100, 0.110, 0.120, 0.105], "none": [0.130, 0.135, 0.150, 0.1
           "lrn-gain": [0.125, 0.130, 0.145, 0.120]}
 
 
-def _lrn(tmp_path: Path, where: dict[tuple[str, int], str]) -> tuple[Path, Path]:
-    """lrn's three arms, seeds 0-3, on "Test CPU" unless `where` names another machine."""
+def _lrn(tmp_path: Path, where: dict[tuple[str, int], str], platforms: dict[tuple[str, int], str] | None = None
+         ) -> tuple[Path, Path]:
+    """lrn's three arms, seeds 0-3, on "Test CPU" unless `where` names another machine (and on
+    platform "linux" unless `platforms` names another)."""
     spec = spec_file.load("lrn")
     results = tmp_path / "results"
     entries = [make_run(results, spec, "cifar", arm, seed, [(0.5, 0.5), (v, v)], test_error=v,
-                        device_name=where.get((arm, seed), "Test CPU"))
+                        device_name=where.get((arm, seed), "Test CPU"),
+                        platform=(platforms or {}).get((arm, seed), "linux"))
                for arm, vals in ERRORS.items() for seed, v in enumerate(vals)]
     make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2, 3])
     return results, tmp_path / "reports"
@@ -38,6 +41,29 @@ def _pct(xs):
                                          ([5, 1, 2, 1], "1-2, 5")])
 def test_seeds_read_as_runs_of_consecutive_numbers(seeds, text):
     assert machines.seed_text(seeds) == text
+
+
+EPYC_AVX2 = "Linux-6.18.44-fc-v1272-x86_64-with-glibc2.36"  # as two AMD EPYC sessions recorded it
+EPYC_AVX512 = "Linux-6.18.44-fc-v1300-x86_64-with-glibc2.36"
+
+
+def test_a_name_under_two_platforms_is_told_apart_by_what_differs():
+    names = machines.tagged(["AMD EPYC", "AMD EPYC", "Xeon", "Xeon", float("nan"), "AMD EPYC"],
+                            [EPYC_AVX2, EPYC_AVX512, EPYC_AVX2, EPYC_AVX2, None, None])
+    assert names[:4] == ["AMD EPYC, platform …-v1272-…", "AMD EPYC, platform …-v1300-…", "Xeon", "Xeon"]
+    assert names[5] == "AMD EPYC"  # no platform recorded: its name alone
+    assert machines.distinct_parts(["a-b", "a-c", "d-b"]) == {"a-b": "a-b", "a-c": "a-c", "d-b": "d-b"}
+    assert machines.distinct_parts(["x-1-y", "x-22-y"]) == {"x-1-y": "…-1-…", "x-22-y": "…-22-…"}
+
+
+def test_one_name_on_two_platforms_is_two_machines(tmp_path):
+    """lrn-gain's seeds 2 and 3 trained on an AMD EPYC of another platform (AVX-512, where the
+    rest had AVX2 only): checked one against the other, as two machines would be."""
+    on = {(arm, s): "AMD EPYC" for arm in ERRORS for s in range(4)}
+    sec = _section(*_lrn(tmp_path, on, {("lrn-gain", 2): EPYC_AVX512, ("lrn-gain", 3): EPYC_AVX512}
+                         | {k: EPYC_AVX2 for k in on if k not in {("lrn-gain", 2), ("lrn-gain", 3)}}))
+    assert "| lrn-gain | cpu (AMD EPYC, platform …-v1300-…) | 2      | 2-3     |" in sec
+    assert "cpu (AMD EPYC, platform …-v1300-…) vs cpu (AMD EPYC, platform …-v1272-…) | 2 / 2 |" in sec
 
 
 def test_one_machine_has_no_section(tmp_path):

@@ -33,6 +33,16 @@ def test_environment_records_the_fingerprint():
     assert env["code_fingerprint"] == provenance.code_fingerprint()
 
 
+def test_a_cpu_runs_environment_names_its_vector_units(monkeypatch):
+    """One CPU model name has come with AVX2 only and with AVX-512 (kernels that round
+    differently): a CPU run's record says which units it had."""
+    import torch
+
+    monkeypatch.setattr(provenance, "cpu_features", lambda: ["avx2", "avx512f"])
+    assert provenance.environment(torch.device("cpu"))["cpu_features"] == ["avx2", "avx512f"]
+    assert "cpu_features" not in provenance.environment(torch.device("meta"))  # not a CPU: not its business
+
+
 def test_bf16_on_a_cpu_without_bf16_units_is_warned_about(monkeypatch):
     """bench measured bf16 autocast at 0.10-0.25x fp32 on an AVX2-only CPU (AMD EPYC): say so."""
     import torch

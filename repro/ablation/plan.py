@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import platform
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from repro import distributed, provenance, records, rundir
+from repro import distributed, machines, provenance, records, rundir
 from repro.ablation.request import AblationRequest
 from repro.config import RunConfig, canonical_key
 from repro.errors import ConfigError
@@ -453,18 +454,31 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
                      "grid": "" if r.grid_value is None else f"{r.grid_key.split('.')[-1]}={r.grid_value:g}",
                      "hash": r.hash, "state": st, "dir": str(results.find(r.rel)),
                      "estimate_s": most, "about_s": about, "model": label, "speed": speed,
-                     "machine": _trained_on(src) if st in NOTHING_LEFT else _device_here(r.cfg)})
+                     **dict(zip(("machine", "platform"), _trained_on(src) if st in NOTHING_LEFT else _here(r.cfg),
+                                strict=True))})
     for arm in waiting_arms(spec, seeds, chosen):
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
                      "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None,
                      "waiting_s": _waiting_seconds(spec, seeds, [r for r in sel if r.arm == arm], results, speeds)})
-    return rows
+    names = machines.tagged([r.get("machine") for r in rows], [r.get("platform") for r in rows])
+    return [r | {"machine": m} for r, m in zip(rows, names, strict=True)]
 
 
-def _trained_on(run_dir: Path) -> str | None:
-    """The device a finished run trained on, as its record names it ('AMD EPYC')."""
+def _trained_on(run_dir: Path) -> tuple[str | None, str | None]:
+    """The machine a finished run trained on, as its record names it: (device, 'AMD EPYC', and
+    the platform, which tells apart machines of one name: repro.machines.tagged)."""
     env = rundir.read_json(Path(run_dir) / rundir.ENV) or {}
-    return env.get("device_name") or env.get("device")
+    return env.get("device_name") or env.get("device"), env.get("platform")
+
+
+def _here(cfg: RunConfig) -> tuple[str | None, str | None]:
+    """(device name, platform) of the machine cfg's runs would train on here, as `_trained_on`."""
+    name = _device_here(cfg)
+    return name, _platform_here() if name else None
+
+
+def _platform_here() -> str:
+    return platform.platform()  # as provenance.environment records it
 
 
 def machines_line(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -518,13 +532,14 @@ def _speed_for(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[flo
 def _own_speed(results: rundir.Store, model: str, cfg: RunConfig,
                cache: dict[str, tuple[float, int] | None]) -> tuple[str, tuple[float, int] | None]:
     """Measured on finished runs of `model` with cfg's precision and evaluation frequency
-    (bf16 trains ~1.3-2x faster; four evaluations an epoch cost ~50% more), on the device these
-    runs would train on here where such runs exist (one CPU model ran the same runs 2.5x slower
-    than another), else on any device; else with its precision, else of `model` at all."""
-    precision, every, here = cfg.runtime.precision, cfg.eval_every, _device_here(cfg)
+    (bf16 trains ~1.3-2x faster; four evaluations an epoch cost ~50% more), on the machine these
+    runs would train on here (its device name and platform) where such runs exist (one CPU model
+    ran the same runs 2.5x slower than another, and one name has come as two machines), else on
+    any machine; else with its precision, else of `model` at all."""
+    precision, every, (here, where) = cfg.runtime.precision, cfg.eval_every, _here(cfg)
     same = {"precision": precision, "eval_every": every}
     levels = [(f"{model} ({precision}, evaluated every {every:g} epochs, on this {here})",
-               same | {"device_name": here})] if here else []
+               same | {"device_name": here, "on_platform": where})] if here else []
     for label, kw in (*levels, (f"{model} ({precision}, evaluated every {every:g} epochs)", same),
                       (f"{model} ({precision})", {"precision": precision}), (model, {})):
         if label not in cache:
@@ -574,11 +589,13 @@ def _scaled_speed(results: rundir.Store, cfg: RunConfig, cache: dict[str, tuple[
 
 
 def measured_speed(results: rundir.Store | Path, model: str, precision: str | None = None,
-                   eval_every: float | None = None, device_name: str | None = None) -> tuple[float, int] | None:
-    """(median seconds per epoch, number of runs) over the finished or outrun runs of `model` (and of
-    `precision`, `eval_every` and the env's `device_name`, where given) in the store's roots, training and evaluation
-    included; None if there is none yet. A run is counted once: its record beside its results
-    folder, and its copies in other ablations (the same `<seed>-<hash>` directory), are one run."""
+                   eval_every: float | None = None, device_name: str | None = None,
+                   on_platform: str | None = None) -> tuple[float, int] | None:
+    """(median seconds per epoch, number of runs) over the finished or outrun runs of `model` (and
+    of `precision`, `eval_every`, and the env's `device_name` and `platform`, where given) in the
+    store's roots, training and evaluation included; None if there is none yet. A run is counted
+    once: its record beside its results folder, and its copies in other ablations (the same
+    `<seed>-<hash>` directory), are one run."""
     per_epoch, seen = [], set()
     for root in rundir.as_store(results).roots:
         for summary in sorted(Path(root).glob("**/summary.json")):
@@ -591,7 +608,9 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
             if (precision is not None and cfg.runtime.precision != precision) or (
                     eval_every is not None and cfg.eval_every != eval_every):
                 continue
-            if device_name is not None and (rundir.read_env(summary.parent) or {}).get("device_name") != device_name:
+            env = rundir.read_env(summary.parent) or {}
+            if (device_name is not None and env.get("device_name") != device_name) or (
+                    on_platform is not None and env.get("platform") != on_platform):
                 continue
             epochs, wall = records.number(s.get("epochs_run")), records.number(s.get("wall_seconds"))
             if epochs > 0 and wall > 0:
