@@ -119,12 +119,12 @@ def test_the_performance_tables_quote_the_stored_bench_run():
                                      f"{b['channels_last_over_nchw']:.2f}x"]
 
 
-def test_the_avx2_table_quotes_its_stored_bench_run():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    bench = json.loads((REPO / "reports" / "bench-avx2.json").read_text(encoding="utf-8"))
-    assert bench["machine"]["cpu_features"] == ["avx2"]  # what the README says of that machine
+def _other_machine_table(readme: str, name: str, bf16_column: str) -> dict:
+    """The stored bench run `name` (reports/), after checking the README's table of it (whose bf16
+    column is headed `bf16_column`) quotes its training figures."""
+    bench = json.loads((REPO / "reports" / name).read_text(encoding="utf-8"))
     rows = _table_rows(readme, "| model | reference | harness fp32 NCHW | harness (default) | speedup | "
-                               "harness bf16 (emulated)")
+                               f"harness bf16 ({bf16_column})")
     assert {r[0] for r in rows} == set(bench["training"])
     for model, ref, nchw, default, speedup, bf16, bf16_speedup in rows:
         b = bench["training"][model]
@@ -132,6 +132,13 @@ def test_the_avx2_table_quotes_its_stored_bench_run():
                                               _count(b["harness_by_numerics_img_s"]["fp32-nchw"]),
                                               _count(b["harness_img_s"]), _count(b["harness_bf16_img_s"])]
         assert [speedup, bf16_speedup] == [f"{b['speedup']:.2f}x", f"{b['speedup_bf16']:.2f}x"]
+    return bench
+
+
+def test_the_avx2_table_quotes_its_stored_bench_run():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    bench = _other_machine_table(readme, "bench-avx2.json", "emulated")
+    assert bench["machine"]["cpu_features"] == ["avx2"]  # what the README says of that machine
     ratios = sorted(v["ours_over_torch"] for v in bench["lrn"].values())
     assert f"our LRN is {ratios[0]:.2f}-{ratios[-1]:.2f}x" in " ".join(readme.split())
 
@@ -166,20 +173,12 @@ def test_lrn_strength_figures_come_from_the_stored_measurements():
 
 def test_the_avx512_epyc_table_quotes_its_stored_bench_run():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    bench = json.loads((REPO / "reports" / "bench-avx512.json").read_text(encoding="utf-8"))
+    bench = _other_machine_table(readme, "bench-avx512.json", "AVX-512")
     assert bench["machine"]["cpu_features"] == ["avx2", "avx512f", "avx512_bf16"]  # as the README says: no AMX
-    rows = _table_rows(readme, "| model | reference | harness fp32 NCHW | harness (default) | speedup | "
-                               "harness bf16 (AVX-512)")
-    assert {r[0] for r in rows} == set(bench["training"])
-    for model, ref, nchw, default, speedup, bf16, bf16_speedup in rows:
-        b = bench["training"][model]
-        assert [ref, nchw, default, bf16] == [_count(b["reference_img_s"]),
-                                              _count(b["harness_by_numerics_img_s"]["fp32-nchw"]),
-                                              _count(b["harness_img_s"]), _count(b["harness_bf16_img_s"])]
-        assert [speedup, bf16_speedup] == [f"{b['speedup']:.2f}x", f"{b['speedup_bf16']:.2f}x"]
     text = " ".join(readme.split())
     ratios = sorted(v["ours_over_torch"] for v in bench["lrn"].values())
     assert f"our LRN is {ratios[0]:.2f}-{ratios[-1]:.2f}x `torch.nn.LocalResponseNorm` at the same three" in text
+
     def gains(b: dict) -> str:
         x = sorted(t["harness_bf16_img_s"] / t["harness_img_s"] for t in b["training"].values())
         return f"{x[0]:.1f}-{x[-1]:.1f}x"
