@@ -487,7 +487,8 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
                     and not (runs["stage"] == "main").any() else {})},
         "claims": [{"claim": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
                     "test": r["effect"].test, "paper": _expected(r["claim"]), "measured": effect_text(r["effect"]),
-                    "verdict": r["verdict"], "source": r["claim"].source}
+                    "verdict": r["verdict"], "source": r["claim"].source,
+                    "runs_left": runs_left(runs, (r["arm"], r["against"]))}
                    for r in rows if r["claim"] is not None],
     }
     if view is not None:  # the scorecard gathers every report's machine checks and crossed claims
@@ -910,7 +911,9 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
               "its own: with this many claims, expect about one in twenty to miss by chance. A *no effect* "
               "verdict rests on the 90% interval (TOST), which its report's reason column prints. A claim of sign "
               "only (\"lower\") is reproduced by any effect on the paper's side, however large; one with a band "
-              "(\"-1.5 pp ± 0.75\") is contradicted by an effect wholly outside it on either side. Smoke-scale "
+              "(\"-1.5 pp ± 0.75\") is contradicted by an effect wholly outside it on either side. A verdict "
+              "marked interim (or campaign in progress) has runs of its own arms still to train, or an lr choice "
+              "still open; a claim whose arms are done reads as final while other arms train on. Smoke-scale "
               f"reports go to `results/{SMOKE_REPORTS}/`, never here.", ""]
     lines += _headline_section(sides)
     lines += ["## Every claim", ""]
@@ -952,6 +955,20 @@ def _scorecard_machines(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def runs_left(runs: pd.DataFrame, arms: Sequence[str]) -> int:
+    """The runs still to train that could move a claim on `arms`: theirs, and any selection run
+    (a choice still open adds main runs). A claim whose design is complete reads as final while
+    its ablation's other arms train on."""
+    left = runs[~runs["status"].isin(TRAINED)]
+    return int(left.loc[(left["stage"] == "selection") | left["arm"].isin(arms), "dir"].nunique())
+
+
+def _claim_in_progress(side: Mapping[str, Any], claim: Mapping[str, Any]) -> bool:
+    """Runs still to come that may move this claim (sidecars older than `runs_left`: any of the
+    ablation's)."""
+    return claim.get("runs_left", side["runs"]["total"] - side["runs"]["done"]) > 0
+
+
 def _real_data_sides(reports: Path) -> dict[str, Any]:
     """Ablation -> the sidecar of its real-data report in `reports` (never smoke or synthetic)."""
     sides = {}
@@ -969,11 +986,11 @@ def _scorecard_rows(side: Mapping[str, Any]) -> list[dict[str, str]]:
     if not side["claims"]:
         return [{"ablation": link, "scale": side["scale"], "runs": runs, "claim": "no paper claim",
                  "test": "—", "paper": "—", "measured (95% CI)": "see report", "verdict": "—"}]
-    interim = " (interim)" if side["runs"]["done"] < side["runs"]["total"] else ""  # runs still to come may move it
     return [{"ablation": link, "scale": side["scale"], "runs": runs,
              "claim": f"{c['claim']}, {c['comparison']}", "test": c.get("test", "?"),
              "paper": c["paper"], "measured (95% CI)": c["measured"],
-             "verdict": f"**{c['verdict']}**" + (interim if c["verdict"] != stats.NOT_MEASURED else "")}
+             "verdict": f"**{c['verdict']}**" + (" (interim)" if c["verdict"] != stats.NOT_MEASURED
+                                                  and _claim_in_progress(side, c) else "")}
             for c in side["claims"]]
 
 
@@ -999,10 +1016,9 @@ def _headline_section(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
             rows.append({"question": question, "comparison": "—", "measured (95% CI)": "not yet run",
                          "verdict": "—", "runs": "0", "report": f"`{name}`"})
             continue
-        done, total = side["runs"]["done"], side["runs"]["total"]
         for c in side["claims"]:
             verdict = ("superseded (rerun pending)" if c.get("test", "?") == "?" else
-                       f"**{c['verdict']}**" + (" (campaign in progress)" if done < total else ""))
+                       f"**{c['verdict']}**" + (" (campaign in progress)" if _claim_in_progress(side, c) else ""))
             rows.append({"question": question, "comparison": c["comparison"], "measured (95% CI)": c["measured"],
                          "verdict": verdict, "runs": _runs_text(side),
                          "report": f"[{name}]({side.get('report', name + '.md')})"})

@@ -722,3 +722,24 @@ def test_a_scorecard_verdict_with_runs_still_to_come_is_marked_interim(tmp_path)
     make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2])
     report.write_report("lrn", results, reports)
     assert "(interim)" not in report.write_scorecard(reports).read_text(encoding="utf-8")
+
+
+def test_a_claim_whose_arms_are_done_is_final_while_another_arm_trains_on(tmp_path):
+    """lrn's case: every lrn and lrn-gain seed finished, none's seed 3 still to train: lrn vs
+    lrn-gain is final, lrn vs none interim (scorecard and the four questions alike)."""
+    spec = spec_file.load("lrn")
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    entries = [make_run(results, spec, "cifar", arm, s, [(0.3, v)], test_error=v)
+               for arm, vals in (("lrn", LRN_ON + [0.11]), ("none", LRN_OFF), ("lrn-gain", LRN_GAIN + [0.13]))
+               for s, v in enumerate(vals)]
+    entries.append(make_run(results, spec, "cifar", "none", 3, [], status="pending"))
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2, 3])
+    report.write_report("lrn", results, reports)
+    card = report.write_scorecard(reports).read_text(encoding="utf-8")
+    head, every = card.split("## Every claim")
+    rows = {r.split("|")[4].strip(): r for r in every.splitlines() if r.startswith("| [lrn](lrn.md)")}
+    assert "(interim)" in rows["top-1 test error, lrn vs none"]
+    assert "(interim)" not in rows["top-1 test error, lrn vs lrn-gain"]
+    questions = {r.split("|")[2].strip(): r for r in head.splitlines() if "[lrn](lrn.md)" in r}
+    assert "(campaign in progress)" in questions["lrn vs none"]
+    assert "(campaign in progress)" not in questions["lrn vs lrn-gain"]
