@@ -703,19 +703,23 @@ def _count(n: int, noun: str) -> str:
 
 
 def _claim_machines(runs: pd.DataFrame, c: Claim, checked: bool) -> tuple[str, str]:
-    """A claim's pairs (paired) or arms (welch) by machine: 'one machine', 'mixed' or 'crossed',
-    and one line saying so and what that leaves open."""
+    """A claim's pairs (paired) or arms (welch) by machine: 'one machine', 'mixed', 'crossed' or
+    'none yet' (no pair, or an arm without runs), and one line saying so and what that leaves open."""
     name = f"{c.arm} vs {c.against} ({LABELS[c.metric]})"
     if c.test == "paired":
         p = machines.pairs(runs, c.arm, c.against, c.metric, c.unit)
         if p.mixed:
             return "mixed", (f"- {name}: {_count(p.same.n_arm, 'pair')} on one machine, {effect_text(p.same)}; "
                              f"{p.across.n_arm} across machines, {effect_text(p.across)}.")
+        if p.same.n_arm == 0 and p.across.n_arm == 0:
+            return "none yet", f"- {name}: no seed has finished in both arms yet."
         if p.across.n_arm == 0:
             return "one machine", f"- {name}: both runs of every pair on one machine."
         crossed = f"every one of its {_count(p.across.n_arm, 'pair')} crosses machines"
     else:
         mine, theirs = machines.of_arm(runs, c.arm), machines.of_arm(runs, c.against)
+        if not (mine and theirs):
+            return "none yet", f"- {name}: an arm has no finished runs yet."
         if mine & theirs:
             status = "one machine" if len(mine | theirs) == 1 else "mixed"
             return status, f"- {name}: both arms have runs on {', '.join(sorted(mine & theirs))}."

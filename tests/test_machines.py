@@ -114,6 +114,20 @@ def test_a_welch_claim_names_each_arms_machines(tmp_path):
             "cpu (Other CPU)), **and no arm has runs on two machines") in text
 
 
+def test_a_claim_with_no_pair_yet_says_so(tmp_path):
+    """pooling's case: the baseline's runs on two machines, no non-overlapping run yet: nothing to
+    say of its pairs but that there are none (not "every pair on one machine")."""
+    spec = spec_file.load("pooling")
+    results = tmp_path / "results"
+    entries = [make_run(results, spec, "cifar", "overlapping", s, [(0.5, 0.5), (0.25, 0.25)], test_error=0.25,
+                        device_name=cpu) for s, cpu in enumerate(["Test CPU", "Test CPU", "Other CPU"])]
+    entries += [make_run(results, spec, "cifar", "non-overlapping", s, [], status="pending") for s in range(3)]
+    make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2])
+    text = report.write_report("pooling", results, tmp_path / "reports").read_text(encoding="utf-8")
+    assert "- overlapping vs non-overlapping (top-1 test error): no seed has finished in both arms yet." in text
+    assert "every pair on one machine" not in text
+
+
 def test_pairs_split_every_pair_once(tmp_path):
     results, reports = _lrn(tmp_path, {("none", 1): "Other CPU", ("lrn", 3): "Other CPU"})
     _, _, runs, _ = report.build("lrn", results, reports_dir=reports)
