@@ -2,10 +2,10 @@
 
 A campaign outlives a session, and sessions draw different machines (an Intel Xeon with
 AVX-512 and AMX, an AMD EPYC with AVX2 only, an AMD EPYC with AVX-512). Their kernels round
-differently, so a seed never trains to
-the same weights on two machines. A pair stays a pair across machines all the same: its initial
-weights, data order and augmentation come from seeded generators, not from kernels. What would
-matter is a machine that shifts the results on average, and two views show it:
+differently, so a seed never trains to the same weights on two machines. A pair stays a pair
+across machines all the same: its initial weights, data order and augmentation come from seeded
+generators, not from kernels. What would matter is a machine that shifts the results on
+average, and two views show it:
 
 - each comparison's pairs, split by whether both runs trained on one machine, with the effect
   on each part;

@@ -465,8 +465,8 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
 
 
 def _trained_on(run_dir: Path) -> tuple[str | None, str | None]:
-    """The machine a finished run trained on, as its record names it: (device, 'AMD EPYC', and
-    the platform, which tells apart machines of one name: repro.machines.tagged)."""
+    """The machine a finished run trained on, as its record names it: ('AMD EPYC', and the
+    platform, which tells apart machines of one name: repro.machines.tagged)."""
     env = rundir.read_json(Path(run_dir) / rundir.ENV) or {}
     return env.get("device_name") or env.get("device"), env.get("platform")
 
