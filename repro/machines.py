@@ -13,7 +13,9 @@ average, and two views show it:
   differ as well, so the seed-to-seed spread is in it; with no machine effect its 95% interval
   covers zero 95% of the time).
 
-Pure functions of the per-run table of repro.records.collect; repro.report renders them.
+Pure functions of the per-run table of repro.records.collect with its `machine` column (`labels`,
+added once by repro.report.build over all of an ablation's runs, so that every section names a
+run's machine alike); repro.report renders them.
 """
 
 from __future__ import annotations
@@ -68,17 +70,16 @@ def distinct_parts(platforms: Sequence[str]) -> dict[str, str]:
 
 
 def labels(frame: pd.DataFrame) -> list[str]:
-    """Each row's machine label (columns device, device_name, platform), names `tagged`."""
+    """Each row's machine label (columns device, device_name, platform), names `tagged` over all
+    of the frame's rows: label a whole ablation's runs at once, or one run may be named two ways."""
     platforms = frame["platform"] if "platform" in frame else [None] * len(frame)
     names = tagged(list(frame["device_name"]), list(platforms))
     return [label(d, n) for d, n in zip(frame["device"], names, strict=True)]
 
 
 def analysed(runs: pd.DataFrame) -> pd.DataFrame:
-    """The analysed runs, with a `machine` column."""
-    out = runs[runs["in_analysis"]].copy()
-    out["machine"] = labels(out)
-    return out
+    """The analysed runs (each with its `machine`)."""
+    return runs[runs["in_analysis"]]
 
 
 def by_count(labels: pd.Series) -> list[tuple[str, int]]:

@@ -226,8 +226,7 @@ def _diff_commands(done: pd.DataFrame, fps: pd.Series, majority: str) -> str:
 def _device_counts(done: pd.DataFrame) -> list[str]:
     """Each device the runs trained on; with more than one, how many runs each (machines differ
     in their kernels' rounding, so a reader can see how the runs are spread)."""
-    names = pd.Series(machines.labels(done), dtype=object)
-    counts = machines.by_count(names)
+    counts = machines.by_count(done["machine"])
     if len(counts) <= 1:
         return [name for name, _ in counts]
     return [f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in counts]
@@ -399,6 +398,7 @@ def build(name: str | AblationSpec, results_dir: str | os.PathLike = "results", 
     if manifest is None:
         raise ReproError(f"no runs of {spec.name}{at} in {places}: run `repro ablate {spec.name}` first")
     runs = records.collect(spec, manifest, where)
+    runs["machine"] = machines.labels(runs)  # once, over every run: each section names a run's machine alike
     if not runs["status"].isin(TRAINED).any():
         raise ReproError(f"no finished runs of {spec.name}{at} in {places} yet: run `repro ablate {spec.name}`")
     rows, covered = [], set()
@@ -488,7 +488,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
         "claims": [{"claim": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
                     "test": r["effect"].test, "paper": _expected(r["claim"]), "measured": effect_text(r["effect"]),
                     "verdict": r["verdict"], "source": r["claim"].source,
-                    "runs_left": runs_left(runs, (r["arm"], r["against"]))}
+                    "runs_left": _runs_left(runs, (r["arm"], r["against"]))}
                    for r in rows if r["claim"] is not None],
     }
     if view is not None:  # the scorecard gathers every report's machine checks and crossed claims
@@ -803,13 +803,12 @@ def _selection_section(spec: AblationSpec, runs: pd.DataFrame, sel: Mapping) -> 
     by_holdout = sel.get("by") == "final_holdout_error"
     sr = runs[runs["stage"] == "selection"]
     trained = sr[sr["status"].isin(TRAINED)]
-    on = machines.labels(sr)
-    mixed = len({m for m, t in zip(on, sr["status"].isin(TRAINED), strict=True) if t}) > 1 and len(trained) > 1
+    mixed = trained["machine"].nunique() > 1 and len(trained) > 1
     rows = []
-    for (_, r), machine in zip(sr.iterrows(), on, strict=True):
+    for _, r in sr.iterrows():
         row = {"arm": r["arm"], key: f"{r['grid']:g}", "status": r["status"]}
         if mixed:  # values compared across machines: say where each trained
-            row["machine"] = machine if r["status"] in TRAINED else "—"
+            row["machine"] = r["machine"] if r["status"] in TRAINED else "—"
         if by_holdout:
             row["final holdout error (%)"] = _pct_or_dash(r["final_holdout_error"])
         else:
@@ -959,7 +958,7 @@ def _scorecard_machines(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def runs_left(runs: pd.DataFrame, arms: Sequence[str]) -> int:
+def _runs_left(runs: pd.DataFrame, arms: Sequence[str]) -> int:
     """The runs still to train that could move a claim on `arms`: theirs, and any selection run
     (a choice still open adds main runs). A claim whose design is complete reads as final while
     its ablation's other arms train on."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import machines, report, spec_file, stats
+from repro import machines, report, rundir, spec_file, stats
 from tests.fixtures.rundirs import make_manifest, make_run
 
 # top-1 test errors per seed, four seeds an arm
@@ -64,6 +64,26 @@ def test_one_name_on_two_platforms_is_two_machines(tmp_path):
                          | {k: EPYC_AVX2 for k in on if k not in {("lrn-gain", 2), ("lrn-gain", 3)}}))
     assert "| lrn-gain | cpu (AMD EPYC, platform …-v1300-…) | 2      | 2-3     |" in sec
     assert "cpu (AMD EPYC, platform …-v1300-…) vs cpu (AMD EPYC, platform …-v1272-…) | 2 / 2 |" in sec
+
+
+def test_every_section_names_a_run_by_the_same_machine(tmp_path):
+    """A run outside the analysis (here a selection-stage run) on the AVX-512 EPYC makes "AMD EPYC"
+    two machines: the Machines section names the analysed EPYC runs as the provenance does, by
+    platform, not by the name alone (labels made once over all of the ablation's runs)."""
+    spec = spec_file.load("lrn")
+    results, _ = _lrn(tmp_path, {("none", s): "AMD EPYC" for s in range(4)},
+                      {("none", s): EPYC_AVX2 for s in range(4)})
+    manifest = rundir.manifest_path(results, "lrn", "cifar")
+    data = rundir.read_json(manifest)
+    data["runs"].append(make_run(results, spec, "cifar", "lrn", 9, [(0.5, 0.5), (0.2, 0.2)], stage="selection",
+                                 device_name="AMD EPYC", platform=EPYC_AVX512))
+    rundir.write_manifest(manifest, data)
+    text = report.write_report("lrn", results, tmp_path / "reports").read_text(encoding="utf-8")
+    device = next(line for line in text.splitlines() if line.startswith("| device"))
+    assert "cpu (AMD EPYC, platform …-v1272-…) (4 runs)" in device
+    sec = text.split("## Machines")[1].split("\n## ")[0]
+    assert "| none     | cpu (AMD EPYC, platform …-v1272-…) | 4      | 0-3     |" in sec
+    assert "cpu (AMD EPYC) " not in sec and "cpu (AMD EPYC))" not in sec
 
 
 def test_one_machine_has_no_section(tmp_path):
