@@ -1,4 +1,4 @@
-"""`repro report`: run records -> reports/NAME.md (+ .csv, .json, -train.png, -holdout.png), and a scorecard.
+"""`repro report`: run records -> reports/NAME.md (+ .csv, .json, -train/-holdout/-pairs.png), and a scorecard.
 
 Reads only run records: `<root>/<ablation>/manifest-<scale>.json` (which run directories
 make up the ablation) and those run directories, through repro.records and repro.rundir,
@@ -21,7 +21,6 @@ import dataclasses
 import json
 import math
 import os
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repro import choices, files, machines, provenance, records, rundir, spec_file, stats
+from repro import choices, figures, machines, provenance, records, rundir, spec_file, stats
 from repro.ablation import plan
 from repro.errors import ReproError
 from repro.files import write_text
@@ -56,7 +55,6 @@ LABELS = {
     "epochs_to_leave_chance": "epochs at chance loss",
 }
 REPORT_KIND = "repro-ablation-report"
-PNG_METADATA = {"Software": None}  # no matplotlib version or date in the PNG: rebuilt byte for byte
 
 
 def records_root(reports_dir: str | os.PathLike) -> Path:
@@ -307,46 +305,41 @@ def _n(x: Any) -> str:
     return "?" if math.isnan(v) else f"{int(v):,}"
 
 
-def _plot(arm_curves: Mapping[str, list], keys: Sequence[tuple[str, str]], path: Path, title: str, ylabel: str,
-          hline: float | None, hline_label: str, scale: float = 100.0) -> None:
-    """One line per arm and series (mean over seeds at each evaluation; thin lines: single runs);
-    values times `scale` (100: errors in %)."""
-    import matplotlib
+def _pairs_section(runs: pd.DataFrame, rows: list[dict], png: Path) -> list[str]:
+    """Each paired claim's per-seed differences, drawn (claims with at least 2 pairs): what its
+    interval summarises, seed by seed, and which pairs crossed machines."""
+    panels = [_pairs_panel(runs, r) for r in rows
+              if r["claim"] is not None and r["effect"].test == "paired" and r["effect"].has_interval]
+    if not panels:
+        return []
+    figures.pairs(panels, png)
+    return [f"![each pair's difference, seed by seed]({png.name})", "",
+            "Each dot is one seed's pair: the arm's value minus the comparison's (pp), or over it (x, on a log "
+            "axis); the red bar is the claim's 95% interval around the mean (geometric for ratios); dashed: no "
+            "effect; green: the paper's value and band where the claim states a size; grey: the smallest effect of "
+            "interest. Where the runs trained on more than one machine, a hollow dot marks a pair whose two "
+            "runs did not share one; a diamond, a pair with a run stopped at its cap (its value a bound).", ""]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    steps: set[float] = set()
-    for i, (arm, runs) in enumerate(arm_curves.items()):
-        colour = f"C{i}"
-        for key, style in keys:
-            by_epoch: dict[float, list[float]] = defaultdict(list)
-            for epochs, values in runs:
-                ys = [scale * y for y in values[key]]
-                if all(math.isnan(y) for y in ys):
-                    continue
-                ax.plot(epochs, ys, color=colour, ls=style, lw=0.8, alpha=0.3)
-                for ep, y in zip(epochs, ys, strict=True):
-                    if not math.isnan(y):
-                        by_epoch[ep].append(y)
-            xs = sorted(by_epoch)
-            steps.update(round(b - a, 6) for a, b in zip(xs, xs[1:]))
-            if xs:
-                ax.plot(xs, [float(np.mean(by_epoch[x])) for x in xs], color=colour, ls=style, lw=2,
-                        label=f"{arm}, {key.replace('_', ' ')} (mean of {len(runs)})")
-    if hline is not None:
-        ax.axhline(scale * hline, color="black", ls="--", lw=1, alpha=0.7, label=hline_label)
-    step = min(steps, default=1.0)
-    ax.set_xlabel("epoch" if step >= 1 else f"epoch (evaluated every {step:g} epochs)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    with files.atomic(path) as tmp:
-        fig.savefig(tmp, format="png", metadata=PNG_METADATA)
-    plt.close(fig)
+def _pairs_panel(runs: pd.DataFrame, r: dict) -> figures.Pairs:
+    c, e = r["claim"], r["effect"]
+    a, b, seeds, _ = paired_values(runs, c.arm, c.against, c.metric)
+    sel = runs[runs["in_analysis"]].set_index(["arm", "seed"])
+    where = sel["machine"]
+    mixed = where.loc[[(arm, s) for arm in (c.arm, c.against) for s in seeds]].nunique() > 1
+    same = tuple(bool(where[(c.arm, s)] == where[(c.against, s)]) for s in seeds) if mixed else None
+
+    def bound(arm: str, s: int) -> bool:
+        return c.metric == "epochs_to_target" and sel.loc[(arm, s), "target_reached"] == False  # noqa: E712
+
+    values = [x / y if c.unit == "x" else 100 * (x - y) for x, y in zip(a, b, strict=True)]
+    sized = c.kind not in ("direction", "no-effect")
+    return figures.Pairs(
+        title=f"{LABELS[c.metric]}, {c.arm} vs {c.against} (paired n={e.n_arm}): {effect_text(e)}",
+        unit=c.unit, seeds=tuple(seeds), values=tuple(values), same_machine=same,
+        censored=tuple(bound(c.arm, s) or bound(c.against, s) for s in seeds),
+        estimate=e.estimate, lo=e.lo, hi=e.hi, paper=c.paper if sized else None,
+        paper_band=c.band if sized else None, margin_band=c.margin_band)
 
 
 def _loss_curve(spec: AblationSpec, sc: str, arm_curves: Mapping[str, list], png: Path) -> list[str]:
@@ -355,7 +348,7 @@ def _loss_curve(spec: AblationSpec, sc: str, arm_curves: Mapping[str, list], png
     if not {"holdout_loss_min", "epochs_to_leave_chance"} & set(spec.metrics):
         return []
     ten = sc in spec_file.TEN_CLASS_SCALES  # smoke and cifar: ten classes, chance is ln 10
-    _plot(arm_curves, (("holdout_loss", "-"),), png, f"{spec.name}: holdout loss ({sc} scale)", "holdout loss",
+    figures.curves(arm_curves, (("holdout_loss", "-"),), png, f"{spec.name}: holdout loss ({sc} scale)", "holdout loss",
           math.log(10) if ten else None, "chance: ln 10" if ten else "", scale=1.0)
     return [f"![holdout loss per epoch]({png.name})", ""]
 
@@ -440,7 +433,7 @@ def _other_effects(spec: AblationSpec, runs: pd.DataFrame, arm: str, m: str, pai
 
 def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "results",
                  reports_dir: str | os.PathLike = "reports", scale: str | None = None) -> Path:
-    """Write NAME.md (+ NAME.csv, NAME.json, NAME-train.png, NAME-holdout.png) from the run records;
+    """Write NAME.md (+ NAME.csv, NAME.json, NAME-train.png, NAME-holdout.png, NAME-pairs.png) from the records;
     into reports/ for real data, into <results>/smoke-reports/ for the smoke scale (`output_dir`).
     `scale` None: the scale most recently ablated. Returns the markdown path."""
     spec, manifest, runs, rows = build(name, results_dir, scale, reports_dir)
@@ -458,7 +451,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     lines += _answer_lines(rows, runs)
     prov, warning = _provenance(spec, manifest, runs)
     lines += ["## Provenance", "", _md_table(pd.DataFrame(prov, columns=["", "value"])), ""] + warning
-    lines += _claims_section(rows) + _extension_note(spec, sc)
+    lines += _claims_section(rows) + _extension_note(spec, sc) + _pairs_section(runs, rows, out / f"{stem}-pairs.png")
     where = roots(results_dir, reports_dir)
     target = _target(spec, where, runs)
     lines += _arms_section(spec, runs, rows) + _thresholds_section(runs, rows, where, target)
@@ -782,12 +775,12 @@ def _curves_section(spec: AblationSpec, sc: str, where: Sequence[Path], out: Pat
         return []
     line, label = (threshold, f"target {100 * threshold:g}%") if threshold else (None, "")
     train_png = out / f"{stem}-train.png"
-    _plot(arm_curves, (("train_error", "-"), ("train_error_running", ":")), train_png,
+    figures.curves(arm_curves, (("train_error", "-"), ("train_error_running", ":")), train_png,
           f"{spec.name}: training error ({sc} scale)", "training error (%)", line, label)
     lines = ["## Curves", "", f"![training error per epoch]({train_png.name})", ""]
     if any(not math.isnan(y) for runs_ in arm_curves.values() for _, v in runs_ for y in v["holdout_error"]):
         holdout_png = out / f"{stem}-holdout.png"
-        _plot(arm_curves, (("holdout_error", "-"),), holdout_png, f"{spec.name}: holdout error ({sc} scale)",
+        figures.curves(arm_curves, (("holdout_error", "-"),), holdout_png, f"{spec.name}: holdout error ({sc} scale)",
               "holdout error (%)", None, "")
         lines += [f"![holdout error per epoch]({holdout_png.name})", ""]
     lines += _loss_curve(spec, sc, arm_curves, out / f"{stem}-holdout-loss.png")
