@@ -123,12 +123,8 @@ def _pairs_panel(ax, p: Pairs) -> None:
         if band is not None:  # an open end runs to the edge
             ax.axvspan(max(band[0], lo), min(band[1], hi), color=colour, zorder=0, label=label)
     ax.set_xlim(lo, hi)
-    if p.unit == "x":  # ratios read as plain numbers (1.2, 6), not powers of ten
-        from matplotlib.ticker import NullFormatter
-
-        ticks = [t for t in (RATIO_TICKS if hi / lo < 4 else COARSE_RATIO_TICKS) if lo <= t <= hi]
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.xaxis.set_minor_formatter(NullFormatter())
+    if p.unit == "x":
+        _ratio_ticks(ax, lo, hi)
     ax.axvline(null, color="black", ls="--", lw=1, label="no effect")
     if p.paper is not None:
         ax.axvline(p.paper, color="C2", lw=1.5, label="the paper's value")
@@ -154,12 +150,93 @@ def _pairs_panel(ax, p: Pairs) -> None:
 
 
 def _limits(p: Pairs, null: float) -> tuple[float, float]:
-    """x limits holding every dot, the interval, no effect and the bands' finite ends, padded
-    (on logs for ratios); an interval's open end (censored values) runs to the edge."""
+    """x limits holding every dot, the interval, no effect, the paper's value and the bands'
+    finite ends; an interval's open end (censored values) runs to the edge."""
     marks = [*p.values, p.lo, p.hi, p.estimate, null] + ([p.paper] if p.paper is not None else [])
-    ends = [x for x in marks + [x for b in (p.paper_band, p.margin_band) if b for x in b]
-            if math.isfinite(x) and (p.unit != "x" or x > 0)]  # an open end (a bound, a one-sided band): no limit
-    f = np.log if p.unit == "x" else (lambda v: v)
-    a, b = float(f(min(ends))), float(f(max(ends)))
+    return _span(marks + [x for b in (p.paper_band, p.margin_band) if b for x in b], p.unit == "x")
+
+
+def _span(xs: Sequence[float | None], log: bool) -> tuple[float, float]:
+    """The finite (and, on a log axis, positive) values' range, padded by 8% either side (on
+    logs for a log axis)."""
+    keep = [x for x in xs if x is not None and math.isfinite(x) and (not log or x > 0)]
+    f = np.log if log else (lambda v: v)
+    a, b = float(f(min(keep))), float(f(max(keep)))
     pad = 0.08 * (b - a or 1.0)
-    return (float(np.exp(a - pad)), float(np.exp(b + pad))) if p.unit == "x" else (a - pad, b + pad)
+    return (float(np.exp(a - pad)), float(np.exp(b + pad))) if log else (a - pad, b + pad)
+
+
+def _ratio_ticks(ax, lo: float, hi: float) -> None:
+    """Ratios read as plain numbers (1.2, 6), not powers of ten."""
+    from matplotlib.ticker import NullFormatter
+
+    ticks = [t for t in (RATIO_TICKS if hi / lo < 4 else COARSE_RATIO_TICKS) if lo <= t <= hi]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+VERDICT_COLOURS = {"reproduced": "C2", "contradicted": "C3", "no effect": "C0", "inconclusive": "0.45"}
+
+
+@dataclass(frozen=True)
+class ClaimMark:
+    """One claim of the scorecard: its effect (`unit` "pp" or "x") and 95% interval (None: an open
+    end), the band it expects (None: an open end) and, where it states a size, the paper's value."""
+
+    label: str
+    unit: str
+    estimate: float
+    lo: float | None
+    hi: float | None
+    paper: float | None
+    band: tuple[float | None, float | None]
+    verdict: str
+
+
+def claims(marks: Sequence[ClaimMark], path: Path) -> None:
+    """Every measured claim on one page, a row each, in the scorecard's order: differences (pp) in
+    one panel, ratios (on a log axis) in another; the dot and bar coloured by verdict, the band
+    the claim expects green, the paper's value a green tick, no effect dashed."""
+    plt = _pyplot()
+    groups = [[m for m in marks if m.unit == u] for u in ("pp", "x")]
+    groups = [g for g in groups if g]
+    heights = [0.9 + 0.34 * len(g) for g in groups]
+    legend_in = 0.4
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8.0, sum(heights) + legend_in), dpi=100, squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, group in zip(axes[:, 0], groups, strict=True):
+        _claims_panel(ax, group)
+    colours = [(v, c) for v, c in VERDICT_COLOURS.items() if any(m.verdict == v for m in marks)]
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=3) for _, c in colours]
+    handles += [plt.Rectangle((0, 0), 1, 1, color="#cdebc5"), plt.Line2D([], [], color="C2", lw=1.5)]
+    fig.legend(handles, [v for v, _ in colours] + ["what the claim expects", "the paper's value"],
+               loc="lower center", ncol=len(handles), fontsize="x-small", frameon=False)
+    fig.tight_layout(rect=(0, legend_in / (sum(heights) + legend_in), 1, 1))
+    _save(fig, path)
+
+
+def _claims_panel(ax, group: Sequence[ClaimMark]) -> None:
+    log = group[0].unit == "x"
+    null = 1.0 if log else 0.0
+    if log:
+        ax.set_xscale("log")
+    lo, hi = _span([null] + [x for m in group for x in (m.estimate, m.lo, m.hi, m.paper, *m.band)], log)
+    ys = list(range(len(group)))[::-1]  # the first claim on top
+    for y, m in zip(ys, group, strict=True):
+        left = m.band[0] if m.band[0] is not None else lo
+        right = m.band[1] if m.band[1] is not None else hi
+        ax.fill_betweenx([y - 0.4, y + 0.4], max(left, lo), min(right, hi), color="#cdebc5", lw=0, zorder=0)
+        if m.paper is not None:
+            ax.plot([m.paper, m.paper], [y - 0.4, y + 0.4], color="C2", lw=1.5, zorder=1)
+        colour = VERDICT_COLOURS.get(m.verdict, "0.45")
+        ax.plot([m.lo if m.lo is not None else lo, m.hi if m.hi is not None else hi], [y, y], color=colour, lw=3,
+                solid_capstyle="butt", zorder=2)
+        ax.scatter([m.estimate], [y], color=colour, s=30, zorder=3)
+    ax.axvline(null, color="black", ls="--", lw=1)
+    ax.set_xlim(lo, hi)
+    if log:
+        _ratio_ticks(ax, lo, hi)
+    ax.set_yticks(ys, [m.label for m in group], fontsize="small")
+    ax.set_ylim(-0.7, len(group) - 0.3)
+    ax.set_xlabel("effect: arm / comparison (log scale)" if log else "effect: arm − comparison (pp)")
+    ax.grid(axis="x", alpha=0.3)

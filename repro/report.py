@@ -481,7 +481,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
         "claims": [{"claim": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
                     "test": r["effect"].test, "paper": _expected(r["claim"]), "measured": effect_text(r["effect"]),
                     "verdict": r["verdict"], "source": r["claim"].source,
-                    "runs_left": _runs_left(runs, (r["arm"], r["against"]))}
+                    "runs_left": _runs_left(runs, (r["arm"], r["against"])), "numbers": _claim_numbers(r)}
                    for r in rows if r["claim"] is not None],
     }
     if view is not None:  # the scorecard gathers every report's machine checks and crossed claims
@@ -490,6 +490,21 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
                                         "status": status} for c, status, _ in view.claims]}
     write_text(out / f"{stem}.json", json.dumps(side, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return md
+
+
+def _claim_numbers(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A claim's effect and the paper's, as numbers for the scorecard's figure: the unit, the
+    estimate and 95% interval (pp, or a ratio), the band the claim expects (`Claim.band`: a sign
+    claim's whole side, a no-effect claim's margin) and, where it states a size, the paper's
+    value; None for what is not finite (no interval yet, an open end)."""
+    c, e = r["claim"], r["effect"]
+    sized = c.kind not in ("direction", "no-effect")
+
+    def num(x: float | None) -> float | None:
+        return float(x) if x is not None and math.isfinite(x) else None
+
+    return {"unit": c.unit, "estimate": num(e.estimate), "lo": num(e.lo), "hi": num(e.hi),
+            "paper": num(c.paper) if sized else None, "band": [num(x) for x in c.band]}
 
 
 def _generated_notes(spec: AblationSpec, scale: str) -> list[str]:
@@ -912,7 +927,7 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
               "still open; a claim whose arms are done reads as final while other arms train on. Smoke-scale "
               f"reports go to `results/{SMOKE_REPORTS}/`, never here.", ""]
     lines += _headline_section(sides)
-    lines += ["## Every claim", ""]
+    lines += ["## Every claim", ""] + _claims_figure(sides, reports / "claims.png")
     if any(r["test"] == "?" for r in rows):
         lines += ["> Rows whose test is `?` come from reports made before committed run records and the "
                   "train/holdout/test split: they cannot be rebuilt, and their runs validated on the test set. "
@@ -928,6 +943,26 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
     path = reports / "README.md"
     write_text(path, "\n".join(lines))
     return path
+
+
+def _claims_figure(sides: Mapping[str, Mapping[str, Any]], png: Path) -> list[str]:
+    """Every measured claim's effect and interval beside what it expects, drawn (claims/png), in
+    the table's order; nothing while no claim has an estimate (or sidecars predate the numbers)."""
+    marks = [figures.ClaimMark(label=f"{name}: {c['comparison']}, {c['claim']}"
+                               + (" (interim)" if _claim_in_progress(side, c) else ""), unit=n["unit"],
+                               estimate=n["estimate"], lo=n["lo"], hi=n["hi"], paper=n["paper"],
+                               band=tuple(n["band"]), verdict=c["verdict"])
+             for name, side in sides.items() for c in side["claims"]
+             if (n := c.get("numbers")) and n["estimate"] is not None]
+    if not marks:
+        png.unlink(missing_ok=True)
+        return []
+    figures.claims(marks, png)
+    return [f"![every measured claim beside what it expects]({png.name})", "",
+            "Each row a claim with an estimate, in the table's order: the dot and its 95% interval coloured by "
+            "verdict (an interim one says so), green what the claim expects (a sign claim: its whole side of no "
+            "effect; a sized one: the paper's band, its value a tick; a no-effect claim: its margin), dashed no "
+            "effect. Differences in pp above, ratios on a log axis below.", ""]
 
 
 def _scorecard_machines(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:

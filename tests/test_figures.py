@@ -1,6 +1,9 @@
-"""Each paired claim's per-seed differences, drawn under its Claims section (NAME-pairs.png)."""
+"""The reports' figures: each paired claim's per-seed differences under its Claims section
+(NAME-pairs.png), and every measured claim on the scorecard (claims.png)."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -82,3 +85,32 @@ def test_no_figure_without_two_pairs_or_for_welch(tmp_path):
     make_manifest(results, pooling, "cifar", entries, seeds=[0, 1])
     text = report.write_report("pooling", results, tmp_path / "p" / "reports").read_text(encoding="utf-8")
     assert "-pairs.png" not in text
+
+
+def test_the_sidecar_carries_each_claims_numbers_as_strict_json(tmp_path):
+    results, reports = _lrn(tmp_path)
+    report.write_report("lrn", results, reports)
+    _, _, _, rows = report.build("lrn", results, reports_dir=reports)
+    side = json.loads((reports / "lrn.json").read_text(encoding="utf-8"),
+                      parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    none = side["claims"][0]["numbers"]
+    e = rows[0]["effect"]
+    assert none == {"unit": "pp", "estimate": pytest.approx(e.estimate), "lo": pytest.approx(e.lo),
+                    "hi": pytest.approx(e.hi), "paper": None, "band": [None, 0.0]}  # "lower": all of its side
+
+
+def test_the_scorecard_draws_every_measured_claim_and_none_before(tmp_path):
+    pooling = spec_file.load("pooling")  # no pair yet: nothing measured, no figure
+    results = tmp_path / "results"
+    entries = [make_run(results, pooling, "cifar", "overlapping", s, [(0.5, 0.5), (0.25, 0.25)]) for s in range(2)]
+    entries += [make_run(results, pooling, "cifar", "non-overlapping", s, [], status="pending") for s in range(2)]
+    make_manifest(results, pooling, "cifar", entries, seeds=[0, 1])
+    reports = tmp_path / "reports"
+    report.write_report("pooling", results, reports)
+    assert "claims.png" not in report.write_scorecard(reports).read_text(encoding="utf-8")
+    assert not (reports / "claims.png").exists()
+    lrn_results, _ = _lrn(tmp_path / "lrn")
+    report.write_report("lrn", lrn_results, reports)
+    card = report.write_scorecard(reports).read_text(encoding="utf-8")
+    assert "![every measured claim beside what it expects](claims.png)" in card
+    assert (reports / "claims.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
