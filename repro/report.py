@@ -311,6 +311,7 @@ def _pairs_section(runs: pd.DataFrame, rows: list[dict], png: Path) -> list[str]
     panels = [_pairs_panel(runs, r) for r in rows
               if r["claim"] is not None and r["effect"].test == "paired" and r["effect"].has_interval]
     if not panels:
+        png.unlink(missing_ok=True)  # a figure an earlier build drew from other records
         return []
     figures.pairs(panels, png)
     return [f"![each pair's difference, seed by seed]({png.name})", "",
@@ -348,8 +349,8 @@ def _loss_curve(spec: AblationSpec, sc: str, arm_curves: Mapping[str, list], png
     if not {"holdout_loss_min", "epochs_to_leave_chance"} & set(spec.metrics):
         return []
     ten = sc in spec_file.TEN_CLASS_SCALES  # smoke and cifar: ten classes, chance is ln 10
-    figures.curves(arm_curves, (("holdout_loss", "-"),), png, f"{spec.name}: holdout loss ({sc} scale)", "holdout loss",
-          math.log(10) if ten else None, "chance: ln 10" if ten else "", scale=1.0)
+    figures.curves(arm_curves, (("holdout_loss", "-"),), png, f"{spec.name}: holdout loss ({sc} scale)",
+                   "holdout loss", math.log(10) if ten else None, "chance: ln 10" if ten else "", scale=1.0)
     return [f"![holdout loss per epoch]({png.name})", ""]
 
 
@@ -791,12 +792,12 @@ def _curves_section(spec: AblationSpec, sc: str, where: Sequence[Path], out: Pat
     line, label = (threshold, f"target {100 * threshold:g}%") if threshold else (None, "")
     train_png = out / f"{stem}-train.png"
     figures.curves(arm_curves, (("train_error", "-"), ("train_error_running", ":")), train_png,
-          f"{spec.name}: training error ({sc} scale)", "training error (%)", line, label)
+                   f"{spec.name}: training error ({sc} scale)", "training error (%)", line, label)
     lines = ["## Curves", "", f"![training error per epoch]({train_png.name})", ""]
     if any(not math.isnan(y) for runs_ in arm_curves.values() for _, v in runs_ for y in v["holdout_error"]):
         holdout_png = out / f"{stem}-holdout.png"
-        figures.curves(arm_curves, (("holdout_error", "-"),), holdout_png, f"{spec.name}: holdout error ({sc} scale)",
-              "holdout error (%)", None, "")
+        figures.curves(arm_curves, (("holdout_error", "-"),), holdout_png,
+                       f"{spec.name}: holdout error ({sc} scale)", "holdout error (%)", None, "")
         lines += [f"![holdout error per epoch]({holdout_png.name})", ""]
     lines += _loss_curve(spec, sc, arm_curves, out / f"{stem}-holdout-loss.png")
     return lines + ["Solid: eval-mode training error on the fixed training slice (and holdout error); dotted: "
