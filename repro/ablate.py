@@ -238,7 +238,7 @@ def _print_summary(console: Console, outcomes: Sequence[Outcome]) -> None:
         finished = sum(r["state"] in plan.NOTHING_LEFT for r in out.plan)
         left = [r for r in out.plan if r["state"] not in plan.NOTHING_LEFT]
         known = [(r["estimate_s"], r["about_s"]) for r in left if r["estimate_s"] is not None]
-        known += [(r["waiting_s"][1], r["waiting_s"][0]) for r in left if r.get("waiting_s")]  # (at most, about)
+        known += [r["waiting_s"] for r in left if r.get("waiting_s")]  # (at most, about)
         unmeasured = sum(r["estimate_s"] is None and not r.get("waiting_s") for r in left)
         most, about = sum(m for m, _ in known), sum(a for _, a in known)
         total, about_total, uncounted = total + most, about_total + about, uncounted or bool(unmeasured)
@@ -299,8 +299,8 @@ def _waiting_cost(rows: list[dict[str, Any]]) -> str:
         return ""
     waiting = sum(r["grid"] == "after selection" for r in rows)
     which = "" if len(priced) == waiting else f" {len(priced)} of those arms:"
-    return (f";{which} about {_duration(sum(a for a, _ in priced))} if each seed stops where its arm's fastest "
-            f"selection run reached the target so far, at most {_duration(sum(m for _, m in priced))} at their caps")
+    return (f";{which} about {_duration(sum(a for _, a in priced))} if each seed stops where its arm's fastest "
+            f"selection run reached the target so far, at most {_duration(sum(m for m, _ in priced))} at their caps")
 
 
 def _plan(specs: Sequence[AblationSpec], request: AblationRequest, stream: TextIO) -> list[Outcome]:

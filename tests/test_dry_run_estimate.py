@@ -173,7 +173,7 @@ def test_main_seeds_waiting_for_selection_are_priced_from_the_arms_fastest_cross
                                                "epochs_run": crossing, "wall_seconds": 1.0})
     rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
     [tanh_row] = [r for r in rows if r["grid"] == "after selection" and r["arm"] == "tanh"]
-    assert tanh_row["waiting_s"] == (3 * 28 * 30.0, 3 * cap * 30.0) and tanh_row["estimate_s"] is None
+    assert tanh_row["waiting_s"] == (3 * cap * 30.0, 3 * 28 * 30.0) and tanh_row["estimate_s"] is None
     assert f"about {(3 * 28 + 3 * 30) * 30 / 3600:.1f} h if each seed stops where" in _estimate_line(rows)
 
 
@@ -236,3 +236,24 @@ def test_the_dry_run_says_where_finished_runs_trained_when_what_is_left_trains_e
     assert plan.machines_line(plan.dry_run_rows(spec, "cifar", [0], {}, results)) == (
         "machines: finished runs trained on Other CPU, platform …-there (1); what is left would train here, on "
         "Other CPU, platform …-here: runs on different machines are compared in the report's Machines section")
+
+
+def test_the_dry_run_of_all_sums_waiting_arms_at_most_and_about_in_their_columns():
+    """`repro ablate all --dry-run`'s table: a run's estimate and an arm's wait (both (at most,
+    about)) add into the "at most" and "about" columns, not crossed."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from repro.ablate import _print_summary
+    from repro.ablation.execute import Outcome
+
+    out = Outcome("x", "cifar", 3)
+    out.plan = [{"state": "pending", "estimate_s": 3600.0, "about_s": 1800.0, "grid": "0.01"},
+                {"state": "pending", "estimate_s": None, "about_s": None, "grid": "after selection",
+                 "waiting_s": (7200.0, 3600.0)},
+                {"state": "finished", "estimate_s": 0.0, "about_s": 0.0, "grid": "0.01"}]
+    text = StringIO()
+    _print_summary(Console(file=text, width=200), [out])
+    assert "all: at most 3.0 h of one process" in text.getvalue()
+    assert "about 1.5 h" in text.getvalue()

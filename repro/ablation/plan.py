@@ -500,9 +500,10 @@ def machines_line(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def _waiting_seconds(spec: AblationSpec, seeds: Sequence[int], arm_sel: Sequence[Run], results: rundir.Store,
                      speeds: dict[str, tuple[float, int] | None]) -> tuple[float, float] | None:
-    """(about, at most) seconds for the main seeds of an arm whose value is not chosen yet: each
-    seed priced at the end of the epoch in which the arm's fastest selection run so far reached
-    its target (its cap while none has), and at its cap. None without a measured speed."""
+    """(at most, about) seconds for the main seeds of an arm whose value is not chosen yet, as
+    `_seconds_left` orders them: each seed priced at its cap, and at the end of the epoch in which
+    the arm's fastest selection run so far reached its target (its cap while none has). None
+    without a measured speed."""
     if not arm_sel:
         return None
     _, speed = _speed_for(results, arm_sel[0].cfg, speeds)
@@ -510,7 +511,7 @@ def _waiting_seconds(spec: AblationSpec, seeds: Sequence[int], arm_sel: Sequence
         return None
     n, cap = len(_main_seeds(spec, seeds)), float(arm_sel[0].cfg.epochs)
     about = _fastest_crossing_end(arm_sel, results, cap)
-    return n * (cap if about is None else about) * speed[0], n * cap * speed[0]
+    return n * cap * speed[0], n * (cap if about is None else about) * speed[0]
 
 
 def _fastest_crossing_end(arm_sel: Sequence[Run], results: rundir.Store, cap: float) -> float | None:
