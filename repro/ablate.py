@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from repro import report, rundir, spec_file
+from repro import report, rundir, scorecard, spec_file
 from repro.ablation import plan
 from repro.ablation.execute import Outcome, Progress, Runner, Trainer, raise_failed, run_stages
 from repro.ablation.request import AblationRequest
@@ -130,7 +130,7 @@ def run_ablation(request: AblationRequest, *, trainer: Trainer | None = None, co
     if request.dry_run and len(outcomes) > 1 and not request.quiet:
         _print_summary(console, outcomes)
     if not request.dry_run and request.only is None and scale != "smoke":
-        report.write_scorecard(request.reports_dir)
+        scorecard.write_scorecard(request.reports_dir)
     return outcomes
 
 

@@ -156,7 +156,7 @@ def report(
     Also NAME.csv, NAME.json, the plots and reports/README.md. The records
     are read from reports/records/ first, then --results. Smoke-scale
     reports go to RESULTS/smoke-reports/."""
-    from repro.report import write_reports
+    from repro.scorecard import write_reports
 
     for path in write_reports(name, results, reports, scale=scale):
         console.print(f"wrote {path}", highlight=False)

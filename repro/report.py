@@ -1,4 +1,6 @@
-"""`repro report`: run records -> reports/NAME.md (+ .csv, .json, -train/-holdout/-pairs.png), and a scorecard.
+"""`repro report`: run records -> reports/NAME.md (+ .csv, .json, -train/-holdout/-pairs.png).
+
+repro.scorecard gathers every report into reports/README.md.
 
 Reads only run records: `<root>/<ablation>/manifest-<scale>.json` (which run directories
 make up the ablation) and those run directories, through repro.records and repro.rundir,
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from repro import choices, figures, machines, provenance, records, rundir, spec_file, stats
+from repro import figures, machines, provenance, records, rundir, spec_file, stats
 from repro.ablation import plan
 from repro.errors import ReproError
 from repro.files import write_text
@@ -354,7 +356,7 @@ def _loss_curve(spec: AblationSpec, sc: str, arm_curves: Mapping[str, list], png
     return [f"![holdout loss per epoch]({png.name})", ""]
 
 
-def _md_table(df: pd.DataFrame) -> str:
+def md_table(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False, disable_numparse=True)
 
 
@@ -451,7 +453,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     lines += [f"# {spec.title}: `{spec.name}` at {sc} scale", "", f"**Paper:** {spec.section}. {spec.question}", ""]
     lines += _answer_lines(rows, runs)
     prov, warning = _provenance(spec, manifest, runs)
-    lines += ["## Provenance", "", _md_table(pd.DataFrame(prov, columns=["", "value"])), ""] + warning
+    lines += ["## Provenance", "", md_table(pd.DataFrame(prov, columns=["", "value"])), ""] + warning
     lines += _claims_section(rows) + _extension_note(spec, sc) + _pairs_section(runs, rows, out / f"{stem}-pairs.png")
     where = roots(results_dir, reports_dir)
     target = _target(spec, where, runs)
@@ -469,7 +471,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     table = _csv_table(runs)
     write_text(csv, table.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
     lines += ["## Runs", "", f"Every run (also in [{csv.name}]({csv.name})); errors in %.", "",
-              _md_table(_runs_md(table)), ""]
+              md_table(_runs_md(table)), ""]
     md = out / f"{stem}.md"
     write_text(md, "\n".join(lines))
     side = {  # what the scorecard reads
@@ -597,7 +599,7 @@ def _claims_section(rows: list[dict]) -> list[str]:
         "measured effect [95% CI]": effect_text(r["effect"]), "verdict": f"**{r['verdict']}**", "reason": r["why"],
         **({"welch [95% CI]": effect_text(r["welch"]) if r["welch"] is not None else "—"} if any_paired else {}),
     } for r in claim_rows])
-    lines += [_md_table(table), ""]
+    lines += [md_table(table), ""]
     for r in claim_rows:
         e = r["effect"]
         if e.dropped:
@@ -638,7 +640,7 @@ def _arms_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> l
             vals, cens = arm_values(runs, arm, m)
             row[_column(m)] = _fmt_value(m, vals, cens)
         table.append(row)
-    lines += [_md_table(pd.DataFrame(table)), ""]
+    lines += [md_table(pd.DataFrame(table)), ""]
     other = [r for r in rows if r["claim"] is None]
     if other:
         paired = any(r.get("paired") is not None for r in other)
@@ -646,7 +648,7 @@ def _arms_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> l
                   ("Welch (each arm's runs as independent samples), and paired beside it (per-seed differences, "
                    "over the seeds both arms have: the design pairs seeds, with the same data order and initial "
                    "weights). " if paired else "") + "Measured, not claimed: no verdict.", "",
-                  _md_table(pd.DataFrame([{
+                  md_table(pd.DataFrame([{
                       "metric": LABELS[r["metric"]], "comparison": f"{r['arm']} vs {r['against']}",
                       "n": f"{r['effect'].n_arm} / {r['effect'].n_against}",
                       f"{r['effect'].test} (95% CI)" if not paired else "welch (95% CI)": effect_text(r["effect"]),
@@ -698,11 +700,11 @@ def _machines_section(spec: AblationSpec, runs: pd.DataFrame, view: MachineView 
     table = [{"arm": r["arm"], "machine": r["machine"], "runs": r["n"], "seeds": r["seeds"],
               **{_column(m): _fmt_value(m, *arm_values(r["runs"], r["arm"], m)) for m in view.metrics}}
              for r in machines.split(runs, list(spec.arms))]
-    lines = ["## Machines", "", MACHINES_INTRO, "", _md_table(pd.DataFrame(table)), ""]
+    lines = ["## Machines", "", MACHINES_INTRO, "", md_table(pd.DataFrame(table)), ""]
     if view.checks:
         lines += ["Within an arm, machine against machine (Welch; the seeds differ too, so the seed-to-seed "
                   "spread is in it; with no machine effect the interval covers zero 95% of the time):", "",
-                  _md_table(pd.DataFrame([_check_row(w) for w in view.checks])), ""]
+                  md_table(pd.DataFrame([_check_row(w) for w in view.checks])), ""]
     lines += [line for _, _, line in view.claims]
     return lines + [""] if view.claims else lines
 
@@ -781,7 +783,7 @@ def _thresholds_section(runs: pd.DataFrame, rows: list[dict], where: Sequence[Pa
             "training errors every analysed run of both arms reached (eval-mode, interpolated the same way) "
             "shows whether the ratio depends on where the curves are cut. Measured after the runs, not "
             "claims: no verdicts. arm and against: mean ± sd of each arm's epochs.", "",
-            _md_table(pd.DataFrame(table)), ""]
+            md_table(pd.DataFrame(table)), ""]
 
 
 def _curves_section(spec: AblationSpec, sc: str, where: Sequence[Path], out: Path, stem: str,
@@ -829,7 +831,7 @@ def _selection_section(spec: AblationSpec, runs: pd.DataFrame, sel: Mapping) -> 
             "fewest epochs to the target, ties broken by the lower final training error")
     out = ["## Selection", "",
            f"`{key}` chosen per arm on seed {min(sr['seed']) if len(sr) else '?'}: {rule}.", "",
-           _md_table(pd.DataFrame(rows)), ""]
+           md_table(pd.DataFrame(rows)), ""]
     if (sr["status"] == rundir.OUTRUN).any():
         out += ["*outrun*: stopped at the end of the first epoch by which another value of its arm had already "
                 "reached the target, so it could no longer be chosen (its ≥ epochs are where it stopped).", ""]
@@ -879,185 +881,9 @@ def _runs_md(t: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def write_reports(name_or_all: str, results_dir: str | os.PathLike = "results",
-                  reports_dir: str | os.PathLike = "reports", scale: str | None = None) -> list[Path]:
-    """`repro report NAME|all`: one report (an error if it has no runs), or, for `all`, one per
-    ablation and scale that has runs (an error if none has); then the scorecard."""
-    if name_or_all != "all":
-        paths = [write_report(name_or_all, results_dir, reports_dir, scale)]
-    else:
-        paths = []
-        for n in spec_file.names():
-            for s in ([scale] if scale else spec_file.SCALES):
-                try:
-                    paths.append(write_report(n, results_dir, reports_dir, s))
-                except ReproError as e:
-                    if not str(e).startswith(("no runs", "no finished runs")):
-                        raise
-        if not paths:
-            raise ReproError(f"no runs of any ablation in {Path(results_dir)}/ or {records_root(reports_dir)}/: "
-                             "run `repro ablate NAME` first")
-    write_scorecard(reports_dir)
-    return paths
-
-
-# The four questions the project is built around (issue 11), answered first in the scorecard.
-HEADLINE = ("activation", "activation-19pct", "lrn", "pooling", "gpus")
-
-
-def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
-    """reports/README.md: the four headline questions first, then one row per claim of every
-    real-data report there (never smoke or synthetic ones, which live elsewhere) and a line for
-    every shipped ablation without one; dated by its newest report, never by the clock."""
-    reports = Path(reports_dir)
-    reports.mkdir(parents=True, exist_ok=True)
-    sides = _real_data_sides(reports)
-    choices.write_choices(reports, sides)
-    rows = [row for side in sides.values() for row in _scorecard_rows(side)]
-    dates = [side.get("generated_at") or "?" for side in sides.values()]
-    n_claims = sum(1 for r in rows if r["test"] != "—")
-    lines = ["# Scorecard: AlexNet's design choices on trial", ""]
-    lines += [f"{n_claims} claim{'s' * (n_claims != 1)} from {len(sides)} real-data report{'s' * (len(sides) != 1)} "
-              "(CIFAR-10 or ImageNet, rebuilt by `repro report all` from the run records in "
-              f"[records/](records/); newest record {max(dates) if dates else '—'}). Each interval is at 95% on "
-              "its own: with this many claims, expect about one in twenty to miss by chance. A *no effect* "
-              "verdict rests on the 90% interval (TOST), which its report's reason column prints. A claim of sign "
-              "only (\"lower\") is reproduced by any effect on the paper's side, however large; one with a band "
-              "(\"-1.5 pp ± 0.75\") is contradicted by an effect wholly outside it on either side. A verdict "
-              "marked interim (or campaign in progress) has runs of its own arms still to train, or an lr choice "
-              "still open; a claim whose arms are done reads as final while other arms train on. Smoke-scale "
-              f"reports go to `results/{SMOKE_REPORTS}/`, never here.", ""]
-    lines += _headline_section(sides)
-    lines += ["## Every claim", ""] + _claims_figure(sides, reports / "claims.png")
-    if any(r["test"] == "?" for r in rows):
-        lines += ["> Rows whose test is `?` come from reports made before committed run records and the "
-                  "train/holdout/test split: they cannot be rebuilt, and their runs validated on the test set. "
-                  "Rerun those ablations.", ""]
-    lines += [_md_table(pd.DataFrame(rows)) if rows else "No real-data reports yet: run `repro ablate NAME`.", ""]
-    missing = [n for n in spec_file.names() if n not in sides]
-    if missing:
-        lines += ["No real-data report yet: " + ", ".join(f"`{n}`" for n in missing) +
-                  " (`repro ablate NAME --dry-run` shows what is left to run).", ""]
-    lines += _scorecard_machines(sides)
-    lines += ["Every line of the code that encodes a paper choice, by section, with the ablations that test "
-              "it: [choices.md](choices.md).", ""]
-    path = reports / "README.md"
-    write_text(path, "\n".join(lines))
-    return path
-
-
-def _claims_figure(sides: Mapping[str, Mapping[str, Any]], png: Path) -> list[str]:
-    """Every measured claim's effect and interval beside what it expects, drawn (claims/png), in
-    the table's order; nothing while no claim has an estimate (or sidecars predate the numbers)."""
-    marks = [figures.ClaimMark(label=f"{name}: {c['comparison']}, {c['claim']}"
-                               + (" (interim)" if _claim_in_progress(side, c) else ""), unit=n["unit"],
-                               estimate=n["estimate"], lo=n["lo"], hi=n["hi"], paper=n["paper"],
-                               band=tuple(n["band"]), verdict=c["verdict"])
-             for name, side in sides.items() for c in side["claims"]
-             if (n := c.get("numbers")) and n["estimate"] is not None]
-    if not marks:
-        png.unlink(missing_ok=True)
-        return []
-    figures.claims(marks, png)
-    return [f"![every measured claim beside what it expects]({png.name})", "",
-            "Each row a claim with an estimate, in the table's order: the dot and its 95% interval coloured by "
-            "verdict (an interim one says so), green what the claim expects (a sign claim: its whole side of no "
-            "effect; a sized one: the paper's band, its value a tick; a no-effect claim: its margin), dashed no "
-            "effect. Differences in pp above, ratios on a log axis below.", ""]
-
-
-def _scorecard_machines(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Every report's checks of an arm's machines against each other, and the claims whose arms
-    never share a machine (each report's Machines section has the detail)."""
-    checks = [{"ablation": f"[{name}]({side.get('report', name + '.md')})", **w}
-              for name, side in sides.items() for w in side.get("machines", {}).get("checks", [])]
-    crossed = [f"{name}'s {c['claim']}, {c['comparison']}" for name, side in sides.items()
-               for c in side.get("machines", {}).get("claims", []) if c["status"] == "crossed"]
-    if not checks and not crossed:
-        return []
-    lines = ["## Machines", "", "The campaigns span sessions, and sessions draw different machines, whose kernels "
-             "round differently. Where an arm has runs on two machines, its report checks one against the other "
-             "(Welch; the seeds differ too; with no machine effect each interval covers zero 95% of the time):", ""]
-    columns = ["ablation", "arm", "metric", "comparison", "n", "measured (95% CI)"]
-    lines += [_md_table(pd.DataFrame(checks, columns=columns)), ""] if checks else [
-        "No arm has runs on two machines yet.", ""]
-    if crossed:
-        lines += ["Claims whose two arms never share a machine, so that a machine effect would be part of the "
-                  "measured effect (read them beside the checks above): " + "; ".join(crossed) + ".", ""]
-    return lines
-
-
 def _runs_left(runs: pd.DataFrame, arms: Sequence[str]) -> int:
     """The runs still to train that could move a claim on `arms`: theirs, and any selection run
     (a choice still open adds main runs). A claim whose design is complete reads as final while
     its ablation's other arms train on."""
     left = runs[~runs["status"].isin(TRAINED)]
     return int(left.loc[(left["stage"] == "selection") | left["arm"].isin(arms), "dir"].nunique())
-
-
-def _claim_in_progress(side: Mapping[str, Any], claim: Mapping[str, Any]) -> bool:
-    """Runs still to come that may move this claim (sidecars older than `runs_left`: any of the
-    ablation's)."""
-    return claim.get("runs_left", side["runs"]["total"] - side["runs"]["done"]) > 0
-
-
-def _real_data_sides(reports: Path) -> dict[str, Any]:
-    """Ablation -> the sidecar of its real-data report in `reports` (never smoke or synthetic)."""
-    sides = {}
-    for p in sorted(reports.glob("*.json")):
-        side = rundir.read_json(p)
-        if side and side.get("kind") == REPORT_KIND and side["scale"] != "smoke" and not side.get("synthetic"):
-            sides[side["ablation"]] = side
-    return sides
-
-
-def _scorecard_rows(side: Mapping[str, Any]) -> list[dict[str, str]]:
-    """One scorecard row per claim of a report's side JSON (one row if it has none)."""
-    link = f"[{side['ablation']}]({side.get('report', side['ablation'] + '.md')})"
-    runs = _runs_text(side)
-    if not side["claims"]:
-        return [{"ablation": link, "scale": side["scale"], "runs": runs, "claim": "no paper claim",
-                 "test": "—", "paper": "—", "measured (95% CI)": "see report", "verdict": "—"}]
-    return [{"ablation": link, "scale": side["scale"], "runs": runs,
-             "claim": f"{c['claim']}, {c['comparison']}", "test": c.get("test", "?"),
-             "paper": c["paper"], "measured (95% CI)": c["measured"],
-             "verdict": f"**{c['verdict']}**" + (" (interim)" if c["verdict"] != stats.NOT_MEASURED
-                                                  and _claim_in_progress(side, c) else "")}
-            for c in side["claims"]]
-
-
-def _runs_text(side: Mapping[str, Any]) -> str:
-    """'13/18'; '3/12 selection' while only the selection stage is planned (its main runs follow)."""
-    runs = side["runs"]
-    return f"{runs['done']}/{runs['total']}" + (" selection" if runs.get("stage") == "selection" else "")
-
-
-def _headline_section(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The four questions users come for (Figure 1 on two nets, LRN, pooling, two GPUs): each
-    claim's verdict, or why there is none yet."""
-    rows = []
-    for name in HEADLINE:
-        side = sides.get(name)
-        question = side.get("question") if side else None
-        if question is None:
-            try:
-                question = spec_file.load(name).question
-            except ReproError:
-                continue
-        if side is None:
-            rows.append({"question": question, "comparison": "—", "measured (95% CI)": "not yet run",
-                         "verdict": "—", "runs": "0", "report": f"`{name}`"})
-            continue
-        for c in side["claims"]:
-            verdict = ("superseded (rerun pending)" if c.get("test", "?") == "?" else
-                       f"**{c['verdict']}**" + (" (campaign in progress)" if _claim_in_progress(side, c) else ""))
-            rows.append({"question": question, "comparison": c["comparison"], "measured (95% CI)": c["measured"],
-                         "verdict": verdict, "runs": _runs_text(side),
-                         "report": f"[{name}]({side.get('report', name + '.md')})"})
-    if not rows:
-        return []
-    superseded = (" A verdict marked superseded comes from a report made before the evidence protocol; its "
-                  "campaign is to be rerun." if any(r["verdict"].startswith("superseded") for r in rows) else "")
-    return ["## The four questions", "",
-            "ReLU vs tanh (Figure 1, on two nets), LRN, overlapping pooling, one vs two GPUs: the ablations "
-            f"the project is built around.{superseded}", "", _md_table(pd.DataFrame(rows)), ""]

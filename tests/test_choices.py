@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro import choices, report, spec_file
+from repro import choices, scorecard, spec_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +58,6 @@ def test_the_code_tags_every_choice_the_ablations_put_on_trial():
 
 def test_the_committed_page_is_what_the_code_and_reports_make_now(tmp_path):
     """Fails when a tagged line changed (or a report's verdicts) without `repro report all`."""
-    built = choices.write_choices(tmp_path, report._real_data_sides(REPO / "reports"))
+    built = choices.write_choices(tmp_path, scorecard.real_data_sides(REPO / "reports"))
     committed = REPO / "reports" / "choices.md"
     assert committed.read_text(encoding="utf-8") == built.read_text(encoding="utf-8")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from repro import report, spec_file
+from repro import report, scorecard, spec_file
 from tests.fixtures.rundirs import make_manifest, make_run
 
 LRN = {"lrn": [0.100, 0.110, 0.120], "none": [0.130, 0.135, 0.150], "lrn-gain": [0.125, 0.130, 0.145]}
@@ -107,10 +107,10 @@ def test_the_scorecard_draws_every_measured_claim_and_none_before(tmp_path):
     make_manifest(results, pooling, "cifar", entries, seeds=[0, 1])
     reports = tmp_path / "reports"
     report.write_report("pooling", results, reports)
-    assert "claims.png" not in report.write_scorecard(reports).read_text(encoding="utf-8")
+    assert "claims.png" not in scorecard.write_scorecard(reports).read_text(encoding="utf-8")
     assert not (reports / "claims.png").exists()
     lrn_results, _ = _lrn(tmp_path / "lrn")
     report.write_report("lrn", lrn_results, reports)
-    card = report.write_scorecard(reports).read_text(encoding="utf-8")
+    card = scorecard.write_scorecard(reports).read_text(encoding="utf-8")
     assert "![every measured claim beside what it expects](claims.png)" in card
     assert (reports / "claims.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import machines, report, rundir, spec_file, stats
+from repro import machines, report, rundir, scorecard, spec_file, stats
 from tests.fixtures.rundirs import make_manifest, make_run
 
 # top-1 test errors per seed, four seeds an arm
@@ -160,11 +160,11 @@ def test_the_scorecard_gathers_every_reports_checks_and_crossed_claims(tmp_path)
     share a machine; with every run on one machine it has no such section."""
     results, reports = _lrn(tmp_path / "one", {})
     report.write_report("lrn", results, reports)
-    assert "## Machines" not in report.write_scorecard(reports).read_text(encoding="utf-8")
+    assert "## Machines" not in scorecard.write_scorecard(reports).read_text(encoding="utf-8")
     where = {("none", s): "Other CPU" for s in range(4)} | {("lrn-gain", 2): "Other CPU", ("lrn-gain", 3): "Other CPU"}
     results, reports = _lrn(tmp_path / "two", where)
     report.write_report("lrn", results, reports)
-    card = report.write_scorecard(reports).read_text(encoding="utf-8").split("## Machines")[1]
+    card = scorecard.write_scorecard(reports).read_text(encoding="utf-8").split("## Machines")[1]
     gain = ERRORS["lrn-gain"]
     check = stats.welch(_pct(gain[:2]), _pct(gain[2:]))  # 6 runs on each machine: the reference is first by name
     assert (f"| [lrn](lrn.md) | lrn-gain | top-1 test error | cpu (Test CPU) vs cpu (Other CPU) | 2 / 2 | "

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro import report, rundir, spec_file, stats
+from repro import report, rundir, scorecard, spec_file, stats
 from repro.ablation import plan
 from repro.errors import ReproError
 from repro.report import effect_text
@@ -417,7 +417,7 @@ def test_the_scorecard_says_when_only_the_selection_stage_has_run(tmp_path):
     text = report.write_report("lrn-vs-batchnorm", results, reports).read_text(encoding="utf-8")
     selection = text.split("## Selection")[1].split("\n## ")[0]
     assert "| machine " in selection and "cpu (Other CPU)" in selection and "cpu (Test CPU)" in selection
-    card = report.write_scorecard(reports).read_text(encoding="utf-8")
+    card = scorecard.write_scorecard(reports).read_text(encoding="utf-8")
     assert "| 2/3 selection " in card
     assert "superseded" not in card  # no report predates the protocol here
 
@@ -503,7 +503,7 @@ def test_smoke_reports_go_elsewhere_and_the_scorecard_lists_only_real_data(tmp_p
     assert "+0.00 pp [+0.00, +0.00]" in text and "**no effect**" in text
     lrn_results, _ = _lrn_fixture(tmp_path / "lrn")
     report.write_report("lrn", lrn_results, reports)
-    card = report.write_scorecard(reports).read_text(encoding="utf-8")
+    card = scorecard.write_scorecard(reports).read_text(encoding="utf-8")
     assert "smoke" not in card.split("never here")[1]
     head, every = card.split("## Every claim")
     assert "## The four questions" in head  # the headline questions lead
@@ -580,7 +580,7 @@ def test_report_without_runs_is_one_line_error(tmp_path):
         report.write_report("lrn", tmp_path / "results", tmp_path / "reports")
     assert "no runs of lrn" in str(e.value) and "repro ablate lrn" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(ReproError, match="no runs of any ablation"):
-        report.write_reports("all", tmp_path / "results", tmp_path / "reports")
+        scorecard.write_reports("all", tmp_path / "results", tmp_path / "reports")
     spec = spec_file.load("lrn")
     results = tmp_path / "results"
     make_manifest(results, spec, "smoke", [make_run(results, spec, "smoke", "lrn", 0, [], status="pending")], [0])
@@ -590,7 +590,7 @@ def test_report_without_runs_is_one_line_error(tmp_path):
 
 def test_report_all_skips_ablations_without_runs(tmp_path):
     results, reports = _lrn_fixture(tmp_path)
-    paths = report.write_reports("all", results, reports)
+    paths = scorecard.write_reports("all", results, reports)
     assert [p.name for p in paths] == ["lrn.md"] and (reports / "README.md").exists()
 
 
@@ -711,7 +711,7 @@ def test_a_ratio_of_epochs_to_target_is_remeasured_at_the_other_thresholds_every
 def test_a_scorecard_verdict_with_runs_still_to_come_is_marked_interim(tmp_path):
     results, reports = _lrn_fixture(tmp_path)  # 9 of 12 runs finished
     report.write_report("lrn", results, reports)
-    rows = [r for r in report.write_scorecard(reports).read_text(encoding="utf-8").splitlines()
+    rows = [r for r in scorecard.write_scorecard(reports).read_text(encoding="utf-8").splitlines()
             if r.startswith("| [lrn](lrn.md)")]
     assert len(rows) == 2 and all("(interim)" in r for r in rows)
     spec = spec_file.load("lrn")  # every run finished: a final reading
@@ -721,7 +721,7 @@ def test_a_scorecard_verdict_with_runs_still_to_come_is_marked_interim(tmp_path)
                for s, v in enumerate(vals)]
     make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2])
     report.write_report("lrn", results, reports)
-    assert "(interim)" not in report.write_scorecard(reports).read_text(encoding="utf-8")
+    assert "(interim)" not in scorecard.write_scorecard(reports).read_text(encoding="utf-8")
 
 
 def test_a_claim_whose_arms_are_done_is_final_while_another_arm_trains_on(tmp_path):
@@ -735,7 +735,7 @@ def test_a_claim_whose_arms_are_done_is_final_while_another_arm_trains_on(tmp_pa
     entries.append(make_run(results, spec, "cifar", "none", 3, [], status="pending"))
     make_manifest(results, spec, "cifar", entries, seeds=[0, 1, 2, 3])
     report.write_report("lrn", results, reports)
-    card = report.write_scorecard(reports).read_text(encoding="utf-8")
+    card = scorecard.write_scorecard(reports).read_text(encoding="utf-8")
     head, every = card.split("## Every claim")
     rows = {r.split("|")[4].strip(): r for r in every.splitlines() if r.startswith("| [lrn](lrn.md)")}
     assert "(interim)" in rows["top-1 test error, lrn vs none"]
