@@ -89,14 +89,12 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
 
 
 def _claims_figure(sides: Mapping[str, Mapping[str, Any]], png: Path) -> list[str]:
-    """Every measured claim's effect and interval beside what it expects, drawn (claims/png), in
-    the table's order; nothing while no claim has an estimate (or sidecars predate the numbers)."""
-    marks = [figures.ClaimMark(label=f"{name}: {c['comparison']}, {c['claim']}"
-                               + (" (interim)" if _claim_in_progress(side, c) else ""), unit=n["unit"],
-                               estimate=n["estimate"], lo=n["lo"], hi=n["hi"], paper=n["paper"],
-                               band=tuple(n["band"]), verdict=c["verdict"])
+    """Every measured claim's effect and interval beside what it expects, drawn (claims.png), in
+    the table's order; nothing while no claim is measured (or sidecars predate the numbers)."""
+    marks = [figures.ClaimMark(label=_mark_label(name, side, c), unit=n["unit"], estimate=n["estimate"], lo=n["lo"],
+                               hi=n["hi"], paper=n["paper"], band=tuple(n["band"]), verdict=c["verdict"])
              for name, side in sides.items() for c in side["claims"]
-             if (n := c.get("numbers")) and n["estimate"] is not None]
+             if (n := c.get("numbers")) and c["verdict"] != stats.NOT_MEASURED]  # one pair: no interval
     if not marks:
         png.unlink(missing_ok=True)
         return []
@@ -106,6 +104,14 @@ def _claims_figure(sides: Mapping[str, Mapping[str, Any]], png: Path) -> list[st
             "verdict (an interim one says so), green what the claim expects (a sign claim: its whole side of no "
             "effect; a sized one: the paper's band, its value a tick; a no-effect claim: its margin), dashed no "
             "effect. Differences in pp above, ratios on a log axis below.", ""]
+
+
+def _mark_label(name: str, side: Mapping[str, Any], c: Mapping[str, Any]) -> str:
+    """'lrn: lrn vs none, top-1 test error (interim)'; a control or harness check says it is not
+    the paper's claim, as the table's paper column does."""
+    tags = [t for t, on in (("interim", _claim_in_progress(side, c)),
+                            ("not the paper's claim", "not the paper's claim" in c["paper"])) if on]
+    return f"{name}: {c['comparison']}, {c['claim']}" + (f" ({'; '.join(tags)})" if tags else "")
 
 
 def _scorecard_machines(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:

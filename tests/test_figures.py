@@ -100,10 +100,11 @@ def test_the_sidecar_carries_each_claims_numbers_as_strict_json(tmp_path):
 
 
 def test_the_scorecard_draws_every_measured_claim_and_none_before(tmp_path):
-    pooling = spec_file.load("pooling")  # no pair yet: nothing measured, no figure
+    pooling = spec_file.load("pooling")  # one pair: an estimate but no interval, not measured, no figure
     results = tmp_path / "results"
     entries = [make_run(results, pooling, "cifar", "overlapping", s, [(0.5, 0.5), (0.25, 0.25)]) for s in range(2)]
-    entries += [make_run(results, pooling, "cifar", "non-overlapping", s, [], status="pending") for s in range(2)]
+    entries += [make_run(results, pooling, "cifar", "non-overlapping", 0, [(0.5, 0.5), (0.26, 0.26)]),
+                make_run(results, pooling, "cifar", "non-overlapping", 1, [], status="pending")]
     make_manifest(results, pooling, "cifar", entries, seeds=[0, 1])
     reports = tmp_path / "reports"
     report.write_report("pooling", results, reports)
