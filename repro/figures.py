@@ -7,6 +7,7 @@ date or version metadata, so a report rebuilds byte for byte from the same recor
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ def pairs(panels: Sequence[Pairs], path: Path) -> None:
     them, no effect dashed, the paper's value and band green, the smallest effect of interest grey;
     one legend below all the panels."""
     plt = _pyplot()
-    heights = [1.6 + 0.22 * len(p.seeds) for p in panels]
+    heights = [1.6 + 0.22 * len(p.seeds) + 0.2 * (len(p.title) > 72) for p in panels]
     legend_in = 0.5  # inches below the panels for one legend for all
     fig, axes = plt.subplots(len(panels), 1, figsize=(6.4, sum(heights) + legend_in), dpi=100, squeeze=False,
                              gridspec_kw={"height_ratios": heights})
@@ -145,7 +146,7 @@ def _pairs_panel(ax, p: Pairs) -> None:
     ax.set_ylim(-0.8, top + 0.8)
     ax.set_ylabel("seed")
     ax.set_xlabel("arm / against (log scale)" if p.unit == "x" else "arm − against (pp)")
-    ax.set_title(p.title, fontsize="medium")
+    ax.set_title(textwrap.fill(p.title, 72), fontsize="medium")  # a long comparison wraps, not clipped
     ax.grid(axis="x", alpha=0.3)
 
 
