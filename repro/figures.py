@@ -1,6 +1,7 @@
-"""The reports' figures: training curves per arm, and each paired claim's per-seed differences.
+"""The reports' figures: training curves per arm, each paired claim's per-seed differences, and
+the scorecard's every claim beside what it expects.
 
-Pure drawing: repro.report gathers the numbers and names the files. Every PNG is written without
+Pure drawing: repro.report and repro.scorecard gather the numbers and name the files. Every PNG is written without
 date or version metadata, so a report rebuilds byte for byte from the same records.
 """
 
