@@ -299,8 +299,11 @@ def _waiting_cost(rows: list[dict[str, Any]]) -> str:
         return ""
     waiting = sum(r["grid"] == "after selection" for r in rows)
     which = "" if len(priced) == waiting else f" {len(priced)} of those arms:"
-    return (f";{which} about {_duration(sum(a for _, a in priced))} if each seed stops where its arm's fastest "
-            f"selection run reached the target so far, at most {_duration(sum(m for m, _ in priced))} at their caps")
+    most, about = sum(m for m, _ in priced), sum(a for _, a in priced)
+    if about == most:  # no target, or none reached yet: the caps are all there is to say
+        return f";{which} {_duration(most)} at their caps"
+    return (f";{which} about {_duration(about)} if each seed stops where its arm's fastest "
+            f"selection run reached the target so far, at most {_duration(most)} at their caps")
 
 
 def _plan(specs: Sequence[AblationSpec], request: AblationRequest, stream: TextIO) -> list[Outcome]:

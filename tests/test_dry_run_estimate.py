@@ -101,7 +101,8 @@ def test_runs_are_estimated_from_runs_evaluated_as_often_and_waiting_arms_are_no
     rows = plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)
     assert all(r["speed"] == (30.0, 1) for r in rows if r["stage"] == "selection")
     line = _estimate_line(rows)
-    assert "the main seeds of 2 arm(s) wait for their selection runs (not counted; about " in line
+    assert "the main seeds of 2 arm(s) wait for their selection runs (not counted; " in line
+    assert " at their caps)" in line and "about" not in line  # no selection run has crossed: the caps alone
     assert "without a measured speed" not in line
 
 
