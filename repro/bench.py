@@ -22,6 +22,8 @@ rate is the median over the repetitions.
 4. `imagenet` (opt-in, `--imagenet BATCH`: minutes per step on a small CPU): the paper's
    AlexNet (two columns, 224x224 inputs, 1000 classes), forward + backward + PaperSGD step on
    one pre-made batch, fp32 NCHW, fp32 channels_last and bf16 channels_last, interleaved.
+5. `profile` (instead of the rest, `--profile`): where the harness step's time goes on the CPU
+   (torch.profiler), by part: convolutions, LRN, pooling, FC layers, loader, optimizer, casts.
 """
 
 from __future__ import annotations
@@ -158,11 +160,16 @@ def _endless(loader: Loader):
 
 def _harness_step(cfg: RunConfig, ds, device: torch.device) -> Callable[[], int]:
     """train.run's step under cfg.runtime's numerics: next batch from the on-device Loader
-    (augmentation included), then `_sgd_step`."""
+    (augmentation included; under a profiler, recorded as "loader"), then `_sgd_step`."""
     torch.manual_seed(cfg.seed)
     model = _model(cfg, device)  # the init draws first, as before the loader
     batches = _endless(_loader(cfg, ds, device))
-    return _sgd_step(model, cfg, device, lambda: next(batches))
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.profiler.record_function("loader"):  # a no-op unless profiling
+            return next(batches)
+
+    return _sgd_step(model, cfg, device, batch)
 
 
 def _model(cfg: RunConfig, device: torch.device) -> nn.Module:
@@ -319,6 +326,63 @@ def layout_throughput(device: torch.device, seconds: float, data_dir: str | None
 def _layout_row(rates: dict, shape: list[int]) -> dict:
     a, b = rates["channels_last"]["img_s"], rates["nchw"]["img_s"]
     return {"shape": shape, "nchw_img_s": b, "channels_last_img_s": a, "channels_last_over_nchw": a / b}
+
+
+# ---------------------------------------------------------------- where a step's time goes
+
+# What each top-level profiler event of a harness step is part of (a name containing one of
+# the strings); everything else is "other". Casts inside an op (autocast's, our LRN's fp32
+# accumulation) count with that op; "casts" are the ones between ops, the NHWC copy included.
+PROFILE_PARTS = (
+    ("conv", ("aten::conv2d", "ConvolutionBackward")),
+    ("LRN", ("_FusedCrossMapNorm",)),  # repro.layers' fused LRN, forward and backward
+    ("pooling", ("max_pool2d", "MaxPool2D", "avg_pool2d", "AvgPool2D")),
+    ("fc", ("aten::linear", "AddmmBackward", "MmBackward")),
+    ("loader", ("loader",)),
+    ("optimizer", ("Optimizer.", "AccumulateGrad")),
+    ("casts", ("aten::to", "aten::_to_copy", "ToCopyBackward", "aten::contiguous")),
+)
+
+
+def _part(event: str) -> str:
+    return next((part for part, keys in PROFILE_PARTS if any(k in event for k in keys)), "other")
+
+
+def profile_step(name: str, precision: str, device: torch.device, steps: int, data_dir: str | None) -> dict:
+    """Where `name`'s harness step (default layout, `precision`) spends its time: torch.profiler
+    over `steps` steps after two warm-up steps, each top-level CPU event's time summed by
+    PROFILE_PARTS; the shares of their sum and the milliseconds per step. CPU only (a GPU's
+    kernels run asynchronously, so CPU event times would not say where its time goes)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg, ds = _dataset(name, data_dir)
+    cfg = replace(cfg, runtime=replace(cfg.runtime, precision=precision))
+    step = _harness_step(cfg, ds, device)
+    for _ in range(2):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    totals = dict.fromkeys([part for part, _ in PROFILE_PARTS] + ["other"], 0.0)
+    for e in prof.events():
+        if e.cpu_parent is None:
+            totals[_part(e.name)] += e.cpu_time_total  # microseconds, children included
+    whole = sum(totals.values())
+    return {"ms_per_step": whole / steps / 1e3, "shares": {k: v / whole for k, v in totals.items()},
+            "steps": steps, "batch": BATCH, "precision": precision, "channels_last": cfg.runtime.channels_last,
+            "data": ds.identity["name"]}
+
+
+def profile_all(steps: int = 5, data_dir: str | None = None, threads: int | None = None,
+                models: tuple[str, ...] = MODELS) -> dict:
+    """`repro bench --profile`: profile_step for every model in fp32 and bf16, on the CPU."""
+    device = torch.device("cpu")
+    if threads:
+        torch.set_num_threads(threads)
+    where = machine(device)
+    result = {name: {p: profile_step(name, p, device, steps, data_dir) for p in ("fp32", "bf16")} for name in models}
+    where["load_average_at_end"] = list(os.getloadavg())
+    return {"profile": result, "machine": where}
 
 
 def machine(device: torch.device) -> dict:

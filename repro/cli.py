@@ -318,24 +318,45 @@ def bench(
     imagenet: Annotated[Optional[int], typer.Option(
         "--imagenet", min=1, help="Also time AlexNet's ImageNet-shape step at this batch size (fp32 NCHW, fp32 "
         "channels_last, bf16): seconds per step on a GPU, minutes on a small CPU.")] = None,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="Instead: where the harness step's time goes on the CPU (torch.profiler), by part, "
+        "for each model in fp32 and bf16.")] = False,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="With --profile: steps profiled per figure.")] = 5,
 ) -> None:
     """Throughput against a plain-torch reference, side by side in one run.
 
     The training step of cifar-80sec and alexnet-cifar, our LRN vs torch's,
     and channels_last vs NCHW per layer; each ratio from interleaved
-    repetitions."""
+    repetitions. --profile: where a step's time goes instead."""
     from pathlib import Path
 
-    from repro.bench import run_all
+    from repro.bench import profile_all, run_all
     from repro.files import write_json
 
-    result = run_all(device, seconds, data_dir, threads, imagenet=imagenet)
+    if profile and device not in ("auto", "cpu"):
+        raise ConfigError("--profile times CPU events: it runs on the CPU (leave --device out)")
+    result = (profile_all(steps, data_dir, threads) if profile
+              else run_all(device, seconds, data_dir, threads, imagenet=imagenet))
     if save:
         write_json(Path(save), result)
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    _print_bench(result)
+    (_print_profile if profile else _print_bench)(result)
+
+
+def _print_profile(result: dict) -> None:
+    m = result["machine"]
+    console.print(f"[bold]repro bench --profile[/] on {m['device_name']} ({m['threads']} threads), "
+                  f"torch {m['torch']}", highlight=False)
+    parts = list(next(iter(next(iter(result["profile"].values())).values()))["shares"])
+    table = Table(title="the harness step's time by part (share of the step)")
+    for c in ["model", "numerics", "ms/step", *parts]:
+        table.add_column(c, justify="left" if c in ("model", "numerics") else "right")
+    for name, by_precision in result["profile"].items():
+        for precision, r in by_precision.items():
+            table.add_row(name, precision, f"{r['ms_per_step']:.1f}", *(f"{100 * r['shares'][k]:.0f}%" for k in parts))
+    console.print(table)
 
 
 def _print_bench(result: dict) -> None:

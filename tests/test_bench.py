@@ -79,3 +79,24 @@ def test_a_model_step_trains_the_model(one_thread):
     for _ in range(20):
         assert step() == 8
     assert torch.nn.functional.cross_entropy(model(x), y).item() < before
+
+
+@pytest.mark.parametrize("name, has_lrn", [("alexnet-cifar", True), ("cifar-80sec", False)])
+def test_profile_splits_a_harness_step_into_its_parts(name, has_lrn, one_thread, tmp_path):
+    """`repro bench --profile`: every top-level event of the step lands in one part, so the shares
+    sum to one; the convolutions, the loader and the optimizer are found by name, and the LRN
+    only in the net that has one (synthetic data: `tmp_path` holds no CIFAR-10)."""
+    out = bench.profile_step(name, "fp32", torch.device("cpu"), steps=1, data_dir=str(tmp_path))
+    shares = out["shares"]
+    assert set(shares) == {p for p, _ in bench.PROFILE_PARTS} | {"other"}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["conv"] > 0 and shares["loader"] > 0 and shares["optimizer"] > 0
+    assert (shares["LRN"] > 0) == has_lrn
+    assert out["ms_per_step"] > 0 and out["data"] == "synthetic" and out["precision"] == "fp32"
+
+
+def test_profile_parts_are_matched_by_name():
+    assert [bench._part(n) for n in ("aten::conv2d", "autograd::engine::evaluate_function: ConvolutionBackward0",
+                                     "_FusedCrossMapNorm", "loader", "Optimizer.step#PaperSGD.step",
+                                     "aten::_to_copy", "aten::relu_")] == \
+        ["conv", "conv", "LRN", "loader", "optimizer", "casts", "other"]

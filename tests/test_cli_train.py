@@ -159,5 +159,10 @@ def test_train_help():
 def test_bench_help():
     result = CliRunner().invoke(cli.app, ["bench", "--help"])
     assert result.exit_code == 0, result.output
-    for opt in ("--json", "--seconds", "--device", "--data-dir", "--save", "--threads"):
+    for opt in ("--json", "--seconds", "--device", "--data-dir", "--save", "--threads", "--profile", "--steps"):
         assert opt in result.output, opt
+
+
+def test_bench_profile_on_a_gpu_is_refused_in_one_line(monkeypatch, capsys):
+    line = one_line_error(*main(monkeypatch, capsys, "bench", "--profile", "--device", "cuda"))
+    assert "--profile" in line and "CPU" in line
