@@ -185,3 +185,18 @@ def test_the_avx512_epyc_table_quotes_its_stored_bench_run():
 
     xeon = json.loads((REPO / "reports" / "bench.json").read_text(encoding="utf-8"))
     assert f"buys {gains(bench)} over the fp32 harness, against {gains(xeon)} on the Xeon with AMX" in text
+
+
+def test_the_profile_table_quotes_its_stored_profile():
+    """The README's where-the-time-goes table is the stored `repro bench --profile` run, row by row."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    stored = json.loads((REPO / "reports" / "profile-avx512.json").read_text(encoding="utf-8"))
+    parts = list(stored["profile"]["alexnet-cifar"]["fp32"]["shares"])
+    rows = _table_rows(readme, "| | ms/step | " + " | ".join(parts) + " |")
+    assert len(rows) == sum(len(v) for v in stored["profile"].values()) == 4
+    for label, ms, *shares in rows:
+        model, precision = label.replace("`", "").split()
+        r = stored["profile"][model][precision]
+        assert [ms, *shares] == [f"{r['ms_per_step']:.1f}"] + [f"{100 * r['shares'][k]:.0f}%" for k in parts]
+    assert stored["machine"]["cpu_features"] == ["avx2", "avx512f", "avx512_bf16"]  # as the README says: no AMX
+    assert f"at commit {stored['machine']['git_revision'][:7]} on the AMD EPYC" in readme
