@@ -271,9 +271,9 @@ def _estimate_line(rows: list[dict[str, Any]]) -> str:
     speeds = sorted({(r["model"], r["speed"]) for r in left if r["speed"] is not None})
     basis = "; ".join(f"{m}: {s:.0f} s/epoch, median of {n} finished run(s)" for m, (s, n) in speeds)
     unknown = len(left) - len(known) - waiting
+    early = "; runs that stop at a target take less" if any(r.get("stops_early") for r in left) else ""
     text = (f"estimated time left: at most {_duration(sum(known))} of one process for {len(known)} run(s)"
-            f" ({basis}; runs that stop at a target take less{_about_text(left)})" if known
-            else "estimated time left: unknown")
+            f" ({basis}{early}{_about_text(left)})" if known else "estimated time left: unknown")
     if unknown:
         text += f"; {unknown} run(s) without a measured speed (no finished run of their model yet)"
     if waiting:

@@ -122,8 +122,8 @@ def _pairs_panel(ax, p: Pairs) -> None:
     lo, hi = _limits(p, null)
     for band, colour, label in ((p.margin_band, "0.85", "smallest effect of interest"),
                                 (p.paper_band, "#cdebc5", "the paper's band")):
-        if band is not None:  # an open end runs to the edge
-            ax.axvspan(max(band[0], lo), min(band[1], hi), color=colour, zorder=0, label=label)
+        if band is not None:
+            ax.axvspan(*_clip(*band, lo, hi), color=colour, zorder=0, label=label)
     ax.set_xlim(lo, hi)
     if p.unit == "x":
         _ratio_ticks(ax, lo, hi)
@@ -140,7 +140,7 @@ def _pairs_panel(ax, p: Pairs) -> None:
                            edgecolors="C0", s=28, zorder=3,
                            label=(label if not censored else "a bound (a run stopped at its cap)"))
     top = len(ys) + 0.6
-    ax.plot([max(p.lo, lo), min(p.hi, hi)], [top, top], color="C3", lw=3, solid_capstyle="butt", zorder=3)
+    ax.plot(_clip(p.lo, p.hi, lo, hi), [top, top], color="C3", lw=3, solid_capstyle="butt", zorder=3)
     if math.isfinite(p.estimate):
         ax.scatter([p.estimate], [top], color="C3", s=40, zorder=4, label="mean, 95% CI")
     ax.set_yticks(ys + [top], [str(s) for s in p.seeds] + ["mean"], fontsize="small")
@@ -156,6 +156,12 @@ def _limits(p: Pairs, null: float) -> tuple[float, float]:
     finite ends; an interval's open end (censored values) runs to the edge."""
     marks = [*p.values, p.lo, p.hi, p.estimate, null] + ([p.paper] if p.paper is not None else [])
     return _span(marks + [x for b in (p.paper_band, p.margin_band) if b for x in b], p.unit == "x")
+
+
+def _clip(a: float | None, b: float | None, lo: float, hi: float) -> list[float]:
+    """The span a..b inside the axis limits lo..hi; an open end (None or infinite) runs to the edge."""
+    return [lo if a is None or not math.isfinite(a) else max(a, lo),
+            hi if b is None or not math.isfinite(b) else min(b, hi)]
 
 
 def _span(xs: Sequence[float | None], log: bool) -> tuple[float, float]:
@@ -225,13 +231,11 @@ def _claims_panel(ax, group: Sequence[ClaimMark]) -> None:
     lo, hi = _span([null] + [x for m in group for x in (m.estimate, m.lo, m.hi, m.paper, *m.band)], log)
     ys = list(range(len(group)))[::-1]  # the first claim on top
     for y, m in zip(ys, group, strict=True):
-        left = m.band[0] if m.band[0] is not None else lo
-        right = m.band[1] if m.band[1] is not None else hi
-        ax.fill_betweenx([y - 0.4, y + 0.4], max(left, lo), min(right, hi), color="#cdebc5", lw=0, zorder=0)
+        ax.fill_betweenx([y - 0.4, y + 0.4], *_clip(*m.band, lo, hi), color="#cdebc5", lw=0, zorder=0)
         if m.paper is not None:
             ax.plot([m.paper, m.paper], [y - 0.4, y + 0.4], color="C2", lw=1.5, zorder=1)
         colour = VERDICT_COLOURS.get(m.verdict, "0.45")
-        ax.plot([m.lo if m.lo is not None else lo, m.hi if m.hi is not None else hi], [y, y], color=colour, lw=3,
+        ax.plot(_clip(m.lo, m.hi, lo, hi), [y, y], color=colour, lw=3,
                 solid_capstyle="butt", zorder=2)
         ax.scatter([m.estimate], [y], color=colour, s=30, zorder=3)
     ax.axvline(null, color="black", ls="--", lw=1)

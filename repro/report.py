@@ -316,12 +316,15 @@ def _pairs_section(runs: pd.DataFrame, rows: list[dict], png: Path) -> list[str]
         png.unlink(missing_ok=True)  # a figure an earlier build drew from other records
         return []
     figures.pairs(panels, png)
+    crossed = any(p.same_machine is not None and not all(p.same_machine) for p in panels)
+    bounds = any(any(p.censored) for p in panels)
     return [f"![each pair's difference, seed by seed]({png.name})", "",
             "Each dot is one seed's pair: the arm's value minus the comparison's (pp), or over it (x, on a log "
             "axis); the red bar is the claim's 95% interval around the mean (geometric for ratios); dashed: no "
             "effect; green: the paper's value and band where the claim states a size; grey: the smallest effect of "
-            "interest. Where the runs trained on more than one machine, a hollow dot marks a pair whose two "
-            "runs did not share one; a diamond, a pair with a run stopped at its cap (its value a bound).", ""]
+            "interest." + (" A hollow dot marks a pair whose two runs trained on different machines."
+                           if crossed else "")
+            + (" A diamond marks a pair with a run stopped at its cap (its value a bound)." if bounds else ""), ""]
 
 
 def _pairs_panel(runs: pd.DataFrame, r: dict) -> figures.Pairs:
@@ -336,13 +339,12 @@ def _pairs_panel(runs: pd.DataFrame, r: dict) -> figures.Pairs:
         return c.metric == "epochs_to_target" and sel.loc[(arm, s), "target_reached"] == False  # noqa: E712
 
     values = [x / y if c.unit == "x" else 100 * (x - y) for x, y in zip(a, b, strict=True)]
-    sized = c.kind not in ("direction", "no-effect")
     return figures.Pairs(
         title=f"{LABELS[c.metric]}, {c.arm} vs {c.against} (paired n={e.n_arm}): {effect_text(e)}",
         unit=c.unit, seeds=tuple(seeds), values=tuple(values), same_machine=same,
         censored=tuple(bound(c.arm, s) or bound(c.against, s) for s in seeds),
-        estimate=e.estimate, lo=e.lo, hi=e.hi, paper=c.paper if sized else None,
-        paper_band=c.band if sized else None, margin_band=c.margin_band)
+        estimate=e.estimate, lo=e.lo, hi=e.hi, paper=c.paper if c.sized else None,
+        paper_band=c.band if c.sized else None, margin_band=c.margin_band)
 
 
 def _loss_curve(spec: AblationSpec, sc: str, arm_curves: Mapping[str, list], png: Path) -> list[str]:
@@ -501,13 +503,12 @@ def _claim_numbers(r: Mapping[str, Any]) -> dict[str, Any]:
     claim's whole side, a no-effect claim's margin) and, where it states a size, the paper's
     value; None for what is not finite (no interval yet, an open end)."""
     c, e = r["claim"], r["effect"]
-    sized = c.kind not in ("direction", "no-effect")
 
     def num(x: float | None) -> float | None:
         return float(x) if x is not None and math.isfinite(x) else None
 
     return {"unit": c.unit, "estimate": num(e.estimate), "lo": num(e.lo), "hi": num(e.hi),
-            "paper": num(c.paper) if sized else None, "band": [num(x) for x in c.band]}
+            "paper": num(c.paper) if c.sized else None, "band": [num(x) for x in c.band]}
 
 
 def _generated_notes(spec: AblationSpec, scale: str) -> list[str]:

@@ -191,6 +191,11 @@ class Claim:
         return 1 if self.paper > self.null else -1
 
     @property
+    def sized(self) -> bool:
+        """Whether the claim states a size ("about", "at-least"), not only a sign or no effect."""
+        return self.kind in ("about", "at-least")
+
+    @property
     def band(self) -> tuple[float, float]:
         """The effect sizes consistent with the paper, given the tolerance."""
         if self.kind == "no-effect":

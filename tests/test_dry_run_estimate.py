@@ -40,6 +40,7 @@ def test_estimates_come_from_the_median_speed_of_finished_runs_of_the_same_model
     line = _estimate_line(rows)
     total = (len(rows) - 1) * 30 * 40 + 20 * 40
     assert f"at most {total / 3600:.1f} h" in line and "40 s/epoch, median of 3" in line
+    assert "target" not in line  # lrn's runs train to their caps: no run stops early
 
 
 def test_a_grid_run_stopped_by_its_rival_measures_the_speed_too_a_diverged_one_does_not(tmp_path):
@@ -103,6 +104,7 @@ def test_runs_are_estimated_from_runs_evaluated_as_often_and_waiting_arms_are_no
     line = _estimate_line(rows)
     assert "the main seeds of 2 arm(s) wait for their selection runs (not counted; " in line
     assert " at their caps)" in line and "about" not in line  # no selection run has crossed: the caps alone
+    assert "runs that stop at a target take less" in line  # activation's runs stop at 25% training error
     assert "without a measured speed" not in line
 
 

@@ -42,6 +42,7 @@ def test_each_paired_claim_draws_its_seeds_differences(tmp_path):
     assert none.same_machine is None  # every run on one machine: nothing to tell apart
     assert none.paper is None and none.paper_band is None  # a sign-only claim: no band to draw
     assert none.margin_band == (-0.5, 0.5)
+    assert "hollow" not in text and "diamond" not in text  # the caption names only marks the figure has
 
 
 def test_a_pair_across_machines_is_told_apart(tmp_path):
@@ -49,6 +50,9 @@ def test_a_pair_across_machines_is_told_apart(tmp_path):
     none, gain = _panels(results, reports)
     assert none.same_machine == (True, False, True)
     assert gain.same_machine is None  # lrn vs lrn-gain: all six runs on one machine
+    text = report.write_report("lrn", results, reports).read_text(encoding="utf-8")
+    assert "A hollow dot marks a pair whose two runs trained on different machines." in text
+    assert "diamond" not in text
 
 
 def test_a_ratio_claim_draws_ratios_and_its_band_and_marks_bounds(tmp_path):
@@ -68,6 +72,7 @@ def test_a_ratio_claim_draws_ratios_and_its_band_and_marks_bounds(tmp_path):
     assert panel.paper == 6 and panel.paper_band == (3.0, 12.0)
     text = report.write_report("activation", results, tmp_path / "reports").read_text(encoding="utf-8")
     assert "activation-pairs.png" in text
+    assert "A diamond marks a pair with a run stopped at its cap" in text and "hollow" not in text
 
 
 def test_no_figure_without_two_pairs_or_for_welch(tmp_path):

@@ -438,7 +438,8 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
                  results: rundir.Store | Path) -> list[dict[str, Any]]:
     """--dry-run: one row per run (and one per arm whose main seeds wait for selection), each
     with `estimate_s`: the seconds left to train it at the measured speed (`measured_speed`),
-    an upper bound for a run that may stop early at a target; None where nothing is measured."""
+    an upper bound for a run that may stop early at a target (`stops_early`); None where
+    nothing is measured."""
     results = rundir.as_store(results)
     sel = selection_runs(spec, scale, seeds, overrides)
     chosen = chosen_so_far(spec, sel, results)
@@ -454,6 +455,7 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
                      "grid": "" if r.grid_value is None else f"{r.grid_key.split('.')[-1]}={r.grid_value:g}",
                      "hash": r.hash, "state": st, "dir": str(results.find(r.rel)),
                      "estimate_s": most, "about_s": about, "model": label, "speed": speed,
+                     "stops_early": r.cfg.target_train_error is not None,
                      **dict(zip(("machine", "platform"), _trained_on(src) if st in NOTHING_LEFT else _here(r.cfg),
                                 strict=True))})
     for arm in waiting_arms(spec, seeds, chosen):
