@@ -246,10 +246,12 @@ def _print_summary(console: Console, outcomes: Sequence[Outcome]) -> None:
                       _duration(most) if known else "-", _duration(about) if known else "-",
                       f"{unmeasured} run(s) or arm(s) without a measured speed" if unmeasured else "")
     console.print(table)
-    console.print(f"all: at most {_duration(total)} of one process ({_duration(total / 2)} with two processes at a "
-                  f"time); about {_duration(about_total)} ({_duration(about_total / 2)} with two) if each main run "
+    about_text = (f"; about {_duration(about_total)} ({_duration(about_total / 2)} with two) if each main run "
                   "that stops at a target stops where its arm's fastest selection run did"
-                  + (", plus what is not counted" if uncounted else ""), highlight=False, soft_wrap=True)
+                  if about_total < total - 60 else "")  # no run left stops early: the caps are the estimate
+    console.print(f"all: at most {_duration(total)} of one process ({_duration(total / 2)} with two processes at a "
+                  f"time){about_text}" + (", plus what is not counted" if uncounted else ""),
+                  highlight=False, soft_wrap=True)
 
 
 def _duration(seconds: float | None) -> str:

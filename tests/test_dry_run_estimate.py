@@ -260,3 +260,9 @@ def test_the_dry_run_of_all_sums_waiting_arms_at_most_and_about_in_their_columns
     _print_summary(Console(file=text, width=200), [out])
     assert "all: at most 3.0 h of one process" in text.getvalue()
     assert "about 1.5 h" in text.getvalue()
+    for r in out.plan[:2]:  # no run left stops early: its cap is the estimate, no "about" beside it
+        r["about_s"] = r["estimate_s"]
+    r["waiting_s"] = (7200.0, 7200.0)
+    text = StringIO()
+    _print_summary(Console(file=text, width=200), [out])
+    assert "all: at most 3.0 h of one process (1.5 h with two processes at a time)\n" in text.getvalue()
