@@ -249,8 +249,9 @@ def eval_(
     images: Annotated[int, typer.Option("--images", min=1, help="With --lrn: how many images of the split.")] = 2000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Evaluate a trained run's checkpoint on one split, or with --lrn measure how far its LRN layers scale
-    their inputs beyond their constant gain (reads the run directory, writes nothing)."""
+    """Evaluate a trained run's checkpoint on one split (reads the run directory, writes nothing).
+
+    With --lrn, instead: how far each LRN layer scales its inputs beyond its constant gain."""
     from repro.evaluation import evaluate_run, lrn_strength_run
 
     if lrn:
