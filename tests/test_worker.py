@@ -82,6 +82,32 @@ def test_two_workers_drain_a_queue_with_the_real_trainer(tmp_path):
     assert (queue / "claims.txt").read_text() == ""
 
 
+def test_a_worker_starts_no_run_after_the_queues_stop_time(tmp_path):
+    """QUEUE_DIR/stop-at: past it a worker takes no run and exits; before it, or without the
+    file, it trains; a time it cannot read stops it too (whoever wrote the file meant to stop)."""
+    fake = tmp_path / "fake.sh"  # plans one run until it has trained it
+    fake.write_text('d=$(dirname "$0"); if [[ " $* " == *" --plan "* ]]; then [ -e "$d/ran" ] || '
+                    'echo "repro ablate A --only on/0-aaa"; else touch "$d/ran"; fi\n')
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    (queue / "ablations.txt").write_text(f"bash {fake} A\n")
+
+    def work(stop_at: str | None) -> str:
+        (queue / "stop-at").unlink(missing_ok=True)
+        if stop_at is not None:
+            (queue / "stop-at").write_text(stop_at + "\n")
+        out = subprocess.run(["bash", str(WORKER), str(queue), "w"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "stop-at 1 hour ago reached: no new run" in work("1 hour ago") and not (tmp_path / "ran").exists()
+    assert "cannot read the time" in work("half past never") and not (tmp_path / "ran").exists()
+    log = work("1 hour")  # an hour from now: the run is taken, then the queue is empty
+    assert (tmp_path / "ran").exists() and "--only on/0-aaa" in log and "all done" in log
+    (tmp_path / "ran").unlink()
+    assert "all done" in work(None) and (tmp_path / "ran").exists()
+
+
 def test_a_worker_without_a_queue_says_how_to_use_it(tmp_path):
     out = subprocess.run(["bash", str(WORKER), str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 2 and "usage: tools/worker.sh QUEUE_DIR" in out.stderr

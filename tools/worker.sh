@@ -23,6 +23,10 @@
 # checkpoints.
 #
 #   tools/worker.sh --peek QUEUE_DIR      # what the next pick would be, claiming nothing
+#
+# Before a session ends: `echo 20:05 > QUEUE_DIR/stop-at` (any time `date -d` reads) and each
+# worker starts no run after that time and exits; runs in flight finish. Read before every pick,
+# so it can be written (or removed) while the workers run; an unreadable time stops them too.
 set -u
 
 pick() {  # print the next claimed job, or WAIT (runs still to come), or nothing (all done)
@@ -54,7 +58,16 @@ if [ "${1:-}" = --pick ]; then pick "$2"; exit 0; fi
 if [ "${1:-}" = --peek ]; then pick "$2" peek; exit 0; fi
 [ $# -ge 1 ] && [ -f "$1/ablations.txt" ] || { echo "usage: tools/worker.sh QUEUE_DIR [NAME] (QUEUE_DIR/ablations.txt: one repro ablate prefix per line)" >&2; exit 2; }
 dir=$(cd "$1" && pwd); name=${2:-$$}; self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+past_stop_time() {  # true (and says why) once QUEUE_DIR/stop-at's time has come
+  [ -s "$dir/stop-at" ] || return 1
+  local when; when=$(date -d "$(cat "$dir/stop-at")" +%s 2>/dev/null) \
+    || { echo "=== worker $name: cannot read the time in $dir/stop-at: stopping $(date -Is)"; return 0; }
+  [ "$(date +%s)" -ge "$when" ] || return 1
+  echo "=== worker $name: stop-at $(cat "$dir/stop-at") reached: no new run $(date -Is)"
+}
+
 while true; do
+  past_stop_time && break
   job=$(flock "$dir/picker.lock" bash "$self" --pick "$dir")
   if [ -z "$job" ]; then echo "=== worker $name: all done $(date -Is)"; break; fi
   if [ "$job" = WAIT ]; then sleep "${WORKER_WAIT_S:-60}"; continue; fi
