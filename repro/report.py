@@ -501,14 +501,16 @@ def _claim_numbers(r: Mapping[str, Any]) -> dict[str, Any]:
     """A claim's effect and the paper's, as numbers for the scorecard's figure: the unit, the
     estimate and 95% interval (pp, or a ratio), the band the claim expects (`Claim.band`: a sign
     claim's whole side, a no-effect claim's margin) and, where it states a size, the paper's
-    value; None for what is not finite (no interval yet, an open end)."""
+    value; for a paired claim, its pairs and the exact sign-flip test's p; None for what is not
+    finite (no interval yet, an open end, no test)."""
     c, e = r["claim"], r["effect"]
 
     def num(x: float | None) -> float | None:
         return float(x) if x is not None and math.isfinite(x) else None
 
-    return {"unit": c.unit, "estimate": num(e.estimate), "lo": num(e.lo), "hi": num(e.hi),
-            "paper": num(c.paper) if c.sized else None, "band": [num(x) for x in c.band]}
+    return {"unit": c.unit, "null": c.null, "estimate": num(e.estimate), "lo": num(e.lo), "hi": num(e.hi),
+            "paper": num(c.paper) if c.sized else None, "band": [num(x) for x in c.band],
+            "pairs": e.interval.n if e.test == "paired" else None, "sign_flip_p": num(e.sign_flip_p)}
 
 
 def _generated_notes(spec: AblationSpec, scale: str) -> list[str]:
@@ -608,6 +610,8 @@ def _claims_section(rows: list[dict]) -> list[str]:
                          f"{', '.join(map(str, e.dropped))} finished in only one arm and are left out of both.")
         if r["advice"]:
             lines.append(f"- {r['arm']} vs {r['against']} ({r['metric']}) is {r['verdict']}: {r['advice']}.")
+        if not math.isnan(e.sign_flip_p) and e.has_interval:
+            lines.append(f"- {r['arm']} vs {r['against']} ({r['metric']}): {_sign_flip_text(e, r['claim'].null)}.")
     if lines[-1] != "":
         lines.append("")
     seen = set()
@@ -622,11 +626,30 @@ def _claims_section(rows: list[dict]) -> list[str]:
               "paper's side of no effect and overlaps its band (value ± tolerance; ratios: ×/÷ tolerance); "
               "*contradicted*: it excludes no effect on the other side, or lies wholly outside the band; "
               "*no effect*: the 90% interval lies inside ± the declared margin (TOST at 5%); otherwise "
-              "*inconclusive*; *not yet measured* while an arm has fewer than 2 finished runs.", ""]
+              "*inconclusive*; *not yet measured* while an arm has fewer than 2 finished runs. Beside each "
+              "paired interval, an exact sign-flip test (Fisher's randomization test of a zero mean difference, "
+              "on logs for ratios) asks the interval's question without its normal assumption; it does not "
+              "change a verdict.", ""]
     if any(min(r["effect"].n_arm, r["effect"].n_against) == 1 for r in claim_rows):
         lines += ["With one finished run in an arm there is no interval and every claim involving it is "
                   "*not yet measured*: run with `--seeds 2` or more.", ""]
     return lines
+
+
+def _sign_flip_text(e: Effect, null: float) -> str:
+    """The exact sign-flip test beside a paired interval, and whether the two agree on
+    excluding no effect (with few pairs the test cannot reach 0.05 at all: 2 / 2^n)."""
+    n, p = e.interval.n, e.sign_flip_p
+    shown = "< 0.001" if p < 0.001 else f"= {p:.3g}"
+    text = f"exact sign-flip test (all {2 ** n:,} sign patterns of the {n} differences; no normal assumption) p {shown}"
+    excludes = e.lo > null or e.hi < null
+    if excludes == (p < 0.05):
+        return text + (": like the interval, it excludes no effect" if excludes else
+                       ": like the interval, it does not exclude no effect")
+    if excludes:
+        floor = f" (with {n} pairs no p can fall below {2 / 2 ** n:.3g})" if 2 / 2 ** n >= 0.05 else ""
+        return text + f": the interval's exclusion of no effect rests on the t distribution's normal assumption{floor}"
+    return text + ": it excludes no effect where the t interval does not"
 
 
 def _arms_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> list[str]:

@@ -8,6 +8,7 @@ the reports, a pure function of what it reads: dated by the newest record, never
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,6 +77,7 @@ def write_scorecard(reports_dir: str | os.PathLike = "reports") -> Path:
                   "train/holdout/test split: they cannot be rebuilt, and their runs validated on the test set. "
                   "Rerun those ablations.", ""]
     lines += [md_table(pd.DataFrame(rows)) if rows else "No real-data reports yet: run `repro ablate NAME`.", ""]
+    lines += _leaning_on_t(sides)
     missing = [n for n in spec_file.names() if n not in sides]
     if missing:
         lines += ["No real-data report yet: " + ", ".join(f"`{n}`" for n in missing) +
@@ -112,6 +114,28 @@ def _mark_label(name: str, side: Mapping[str, Any], c: Mapping[str, Any]) -> str
     tags = [t for t, on in (("interim", _claim_in_progress(side, c)),
                             ("not the paper's claim", "not the paper's claim" in c["paper"])) if on]
     return f"{name}: {c['comparison']}, {c['claim']}" + (f" ({'; '.join(tags)})" if tags else "")
+
+
+def _leaning_on_t(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The claims whose paired 95% interval excludes no effect while the exact sign-flip test
+    beside it (each report's Claims section) has p >= 0.05: their verdicts lean on the t
+    interval's normal assumption."""
+    found = []
+    for name, side in sides.items():
+        for c in side["claims"]:
+            n = c.get("numbers") or {}
+            p, lo, hi, null = n.get("sign_flip_p"), n.get("lo"), n.get("hi"), n.get("null")
+            if p is None or null is None or p < 0.05 or not ((lo is not None and lo > null) or
+                                                               (hi is not None and hi < null)):
+                continue
+            floor = ", the smallest possible" if math.isclose(p, 2 / 2 ** n["pairs"]) else ""
+            interim = "; interim" if _claim_in_progress(side, c) else ""
+            found.append(f"{name}'s {c['comparison']}, {c['claim']} ({n['pairs']} pairs: p = {p:.3g}{floor}{interim})")
+    if not found:
+        return []
+    return ["Verdicts that lean on the t interval's normal assumption: the paired 95% interval excludes no "
+            "effect, but the exact sign-flip test beside it in the report (no normal assumption) does not reach "
+            "p < 0.05, which with 5 or fewer pairs no test of signs can: " + "; ".join(found) + ".", ""]
 
 
 def _scorecard_machines(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:

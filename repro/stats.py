@@ -11,6 +11,9 @@ The rules are `../shared/reference/protocol.md` §3-§5:
   exponentiated back into a ratio.
 * **no effect** is an equivalence result (TOST at 5%: the 90% interval lies wholly inside
   +- the smallest effect of interest declared before running).
+* A **sign-flip** p beside each paired interval (Fisher's randomization test, exact: all 2^n
+  sign patterns of the differences): the paired t's question, "is the mean difference zero?",
+  without its normal assumption. With n pairs no p falls below 2 / 2^n (0.0625 at n = 5).
 * A **censored** arm (lower bounds, e.g. epochs_to_target of a run that never reached its
   target) opens the interval on its side: a censored arm can only be larger, so hi = inf;
   a censored comparison arm, lo = -inf (0x for ratios). `measure` does this.
@@ -119,6 +122,28 @@ def compare(test: str, a: Sequence[float], b: Sequence[float], log: bool = False
     return Interval(iv.test, e(iv.estimate), e(iv.lo), e(iv.hi), e(iv.lo90), e(iv.hi90), iv.sd, iv.n)
 
 
+SIGN_FLIP_MAX_N = 24  # 2^24 sign patterns, summed as two halves' outer sum: under a second
+
+
+def sign_flip_p(d: Sequence[float]) -> float:
+    """Two-sided p of an exact sign-flip test of a zero mean difference: the share of the 2^n
+    ways of flipping the differences' signs whose sum lies at least as far from zero as the
+    observed sum (the observed pattern and its mirror included, so p >= 2 / 2^n). NaN for
+    fewer than 2 differences or more than SIGN_FLIP_MAX_N."""
+    d = np.asarray(d, dtype=float)
+    if not 2 <= len(d) <= SIGN_FLIP_MAX_N:
+        return NAN
+
+    def sums(x: np.ndarray) -> np.ndarray:  # the sum under every sign pattern of x
+        signs = 1 - 2 * ((np.arange(2 ** len(x))[:, None] >> np.arange(len(x))) & 1)
+        return signs @ x
+
+    half = len(d) // 2
+    every = np.add.outer(sums(d[:half]), sums(d[half:]))
+    tie = 1e-9 * float(np.abs(d).sum())  # rounding in a sum must not break a tie with the observed
+    return float(np.mean(np.abs(every) >= abs(float(d.sum())) - tie))
+
+
 def seeds_needed(sd: float, effect: float, test: str, alpha: float = 0.05, power: float = 0.8,
                  limit: int = 10_000) -> int | None:
     """Seeds per arm for a two-sided `alpha` test to detect `effect` with `power`, given the
@@ -176,6 +201,7 @@ class Effect:
     n_against: int
     bound: str = ""  # "≥" or "≤" when censored values make the estimate a bound; "?" if both
     dropped: tuple[int, ...] = ()
+    sign_flip_p: float = NAN  # paired, no bound: the exact sign-flip test's p (on logs for "x")
 
     @property
     def estimate(self) -> float:
@@ -232,5 +258,7 @@ def measure(test: str, a: Iterable[float], b: Iterable[float], unit: str, a_cens
     else:
         iv = compare(test, a, b, log=True)
     bound = "?" if a_censored and b_censored else "≥" if a_censored else "≤" if b_censored else ""
-    return Effect(unit, _open(iv, unit, a_censored, b_censored), len(a), len(b), bound)
+    f = np.log if unit == "x" else np.asarray
+    p = sign_flip_p(f(a) - f(b)) if test == "paired" and not bound else NAN  # a bound's difference is no value
+    return Effect(unit, _open(iv, unit, a_censored, b_censored), len(a), len(b), bound, sign_flip_p=p)
 

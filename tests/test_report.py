@@ -282,6 +282,9 @@ def test_report_from_run_dirs(tmp_path):
         assert f"{d:+.2f} pp [{lo:+.2f}, {hi:+.2f}]" in row  # the secondary Welch column
         assert "paired n=3" in row and "lower (sign only)" in row and "**reproduced**" in row
     assert "This ablation tests 2 claims at once" in text
+    assert ("- lrn vs none (test_error): exact sign-flip test (all 8 sign patterns of the 3 differences; no normal "
+            "assumption) p = 0.25: the interval's exclusion of no effect rests on the t distribution's normal "
+            "assumption (with 3 pairs no p can fall below 0.25).") in text
     assert "-1.4 pp (ImageNet top-1) is the reference" in text  # the note says what the paper's number is
     # per-arm mean +- std and n
     on = np.array(LRN_ON) * 100
@@ -743,3 +746,31 @@ def test_a_claim_whose_arms_are_done_is_final_while_another_arm_trains_on(tmp_pa
     questions = {r.split("|")[2].strip(): r for r in head.splitlines() if "[lrn](lrn.md)" in r}
     assert "(campaign in progress)" in questions["lrn vs none"]
     assert "(campaign in progress)" not in questions["lrn vs lrn-gain"]
+
+
+@pytest.mark.parametrize("d, says", [
+    ([-0.5, -0.4, -0.6, -0.3, -0.5, -0.45, -0.55, -0.35, -0.5, -0.4, -0.6, -0.3],  # 2 / 2^12
+     "p < 0.001: like the interval, it excludes no effect"),
+    ([-0.5, 0.4, -0.6, 0.3, -0.5, 0.45, -0.55, 0.35], "p = 0.672: like the interval, it does not exclude no effect"),
+    ([-1.0, -1.1, -0.9, -1.2, -0.8], "p = 0.0625: the interval's exclusion of no effect rests on the t "
+                                     "distribution's normal assumption (with 5 pairs no p can fall below 0.0625)"),
+    ([-0.1] * 7 + [-3.0],  # all one side, one far out: t's interval spans zero, the test does not
+     "p = 0.00781: it excludes no effect where the t interval does not"),
+])
+def test_the_sign_flip_test_beside_a_paired_interval_says_whether_they_agree(d, says):
+    from repro.report import _sign_flip_text
+
+    e = stats.measure("paired", [x / 100 for x in d], [0.0] * len(d), "pp")
+    assert _sign_flip_text(e, 0.0).endswith(says)
+
+
+def test_the_scorecard_lists_verdicts_that_lean_on_the_t_intervals_normal_assumption(tmp_path):
+    """lrn's fixture: 3 pairs, each claim's interval below zero, but no sign pattern test of 3
+    pairs reaches p < 0.05 (its floor is 2 / 2^3); the sidecar carries the numbers."""
+    results, reports = _lrn_fixture(tmp_path)
+    report.write_report("lrn", results, reports)
+    numbers = [c["numbers"] for c in json.loads((reports / "lrn.json").read_text())["claims"]]
+    assert [(n["pairs"], n["sign_flip_p"], n["null"]) for n in numbers] == [(3, 0.25, 0.0)] * 2
+    text = scorecard.write_scorecard(reports).read_text(encoding="utf-8")
+    assert "lrn's lrn vs none, top-1 test error (3 pairs: p = 0.25, the smallest possible; interim)" in text
+    assert "lrn's lrn vs lrn-gain, top-1 test error (3 pairs" in text

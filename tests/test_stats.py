@@ -131,3 +131,28 @@ def test_a_no_effect_claim_reads_no_effect_or_contradicted_never_reproduced():
     ratio = (1 / 1.05, 1.05)
     assert stats.verdict(iv(0.97, 1.03), 1.0, 0, ratio, ratio)[0] == NO_EFFECT
     assert stats.verdict(iv(1.1, 1.3), 1.0, 0, ratio, ratio)[0] == CONTRADICTED
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-300, 300).map(lambda x: x / 100), min_size=2, max_size=10))
+def test_sign_flip_p_is_scipys_exact_randomization_test(d):
+    """Differences in pp to two decimals, as the reports' are: the exact sign-flip p is
+    scipy's permutation test over every sign pattern (its two-sided p: twice the nearer tail)."""
+    ref = sps.permutation_test((np.array(d),), np.sum, permutation_type="samples", n_resamples=np.inf,
+                               alternative="two-sided").pvalue
+    assert stats.sign_flip_p(d) == pytest.approx(min(ref, 1.0), abs=1e-12)
+
+
+def test_sign_flip_p_cannot_fall_below_two_over_two_to_the_n():
+    for n in (2, 5, 8):
+        assert stats.sign_flip_p([-0.5 - 0.1 * i for i in range(n)]) == 2 / 2**n  # all one side: the floor
+    assert stats.sign_flip_p([1.0, -1.0]) == 1.0
+    assert math.isnan(stats.sign_flip_p([1.0])) and math.isnan(stats.sign_flip_p([0.1] * 25))
+
+
+def test_a_paired_effect_carries_its_sign_flip_p_and_a_bound_none():
+    a, b = [0.20, 0.22, 0.25, 0.21, 0.24], [0.21, 0.24, 0.26, 0.23, 0.27]
+    assert stats.measure("paired", a, b, "pp").sign_flip_p == 2 / 2**5
+    assert stats.measure("paired", a, b, "x").sign_flip_p == 2 / 2**5  # on logs: the same signs here
+    assert math.isnan(stats.measure("paired", a, b, "pp", a_censored=True).sign_flip_p)
+    assert math.isnan(stats.measure("welch", a, b, "pp").sign_flip_p)
