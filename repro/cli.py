@@ -7,6 +7,7 @@ on stderr and exit non-zero, with no traceback; see repro.errors.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -23,8 +24,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console()
-err_console = Console(stderr=True)
+PIPE_WIDTH = 200  # columns when output goes to a pipe or a file: a log keeps a table's paths and hashes whole
+
+
+def _console(stderr: bool = False) -> Console:
+    """rich's console; where there is no terminal to measure (and no COLUMNS), PIPE_WIDTH
+    columns instead of rich's 80, which cut a dry run's run directories to a few letters."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = stream is None or not stream.isatty()
+    return Console(stderr=stderr, width=PIPE_WIDTH if wide and not os.environ.get("COLUMNS") else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 SetOpt = Annotated[
     Optional[list[str]],

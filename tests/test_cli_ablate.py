@@ -79,3 +79,18 @@ def test_unknown_ablation_is_one_line(tmp_path):
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "nope" in lines[0] and "Traceback" not in r.stderr
+
+
+def test_a_dry_run_into_a_pipe_keeps_its_run_directories_whole(tmp_path):
+    """No terminal and no COLUMNS (a pipe, a log file): the table is not squeezed into rich's 80
+    columns, where every run directory was cut to a few letters."""
+    from repro import spec_file
+    from repro.ablation import plan
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | {"PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "repro", "ablate", "pooling", "--scale", "smoke", "--dry-run"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = plan.main_runs(spec_file.load("pooling"), "smoke", [0, 1], {})
+    for r in runs:
+        assert f"results/{r.rel.as_posix()}" in out.stdout, r.rel
