@@ -152,10 +152,13 @@ def within_arm(runs: pd.DataFrame, arms: Sequence[str], metric: str, unit: str) 
 
 @dataclass(frozen=True)
 class Pairs:
-    """A paired comparison's pairs by machine: both runs on one machine, or on two."""
+    """A paired comparison's pairs by machine: both runs on one machine, or on two; `between`,
+    the first group's pairs against the second's (Welch on the per-pair differences, or ratios),
+    where a machine effect on the claim would show."""
 
     same: Effect
     across: Effect
+    between: Effect
 
     @property
     def mixed(self) -> bool:
@@ -170,8 +173,13 @@ def pairs(runs: pd.DataFrame, arm: str, against: str, metric: str, unit: str) ->
     pa, pb, seeds, _ = paired_values(runs, arm, against, metric)
     same = [where[(arm, s)] == where[(against, s)] for s in seeds]
 
-    def part(keep: bool) -> Effect:
-        xs = [(x, y) for x, y, k in zip(pa, pb, same, strict=True) if k == keep and not math.isnan(x + y)]
-        return measure("paired", [x for x, _ in xs], [y for _, y in xs], unit)
+    def group(keep: bool) -> list[tuple[float, float]]:
+        return [(x, y) for x, y, k in zip(pa, pb, same, strict=True) if k == keep and not math.isnan(x + y)]
 
-    return Pairs(part(True), part(False))
+    def part(keep: bool) -> Effect:
+        return measure("paired", [x for x, _ in group(keep)], [y for _, y in group(keep)], unit)
+
+    def per_pair(keep: bool) -> list[float]:  # what each pair measures: a difference, or a ratio
+        return [x / y if unit == "x" else x - y for x, y in group(keep)]
+
+    return Pairs(part(True), part(False), measure("welch", per_pair(True), per_pair(False), unit))

@@ -744,8 +744,11 @@ def _claim_machines(runs: pd.DataFrame, c: Claim, checked: bool) -> tuple[str, s
     if c.test == "paired":
         p = machines.pairs(runs, c.arm, c.against, c.metric, c.unit)
         if p.mixed:
+            between = (f"; one machine {'over' if c.unit == 'x' else 'minus'} across, {effect_text(p.between)} "
+                       "(Welch on the pairs' effects: a machine effect on the claim would show here)"
+                       if p.between.has_interval else "")
             return "mixed", (f"- {name}: {_count(p.same.n_arm, 'pair')} on one machine, {effect_text(p.same)}; "
-                             f"{p.across.n_arm} across machines, {effect_text(p.across)}.")
+                             f"{p.across.n_arm} across machines, {effect_text(p.across)}{between}.")
         if p.same.n_arm == 0 and p.across.n_arm == 0:
             return "none yet", f"- {name}: no seed has finished in both arms yet."
         if p.across.n_arm == 0:

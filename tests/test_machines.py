@@ -105,7 +105,11 @@ def test_an_arm_on_two_machines_is_checked_machine_against_machine(tmp_path):
     across = stats.paired(_pct(ERRORS["lrn"][2:]), _pct(gain[2:]))
     assert (f"- lrn vs lrn-gain (top-1 test error): 2 pairs on one machine, {same.estimate:+.2f} pp "
             f"[{same.lo:+.2f}, {same.hi:+.2f}]; 2 across machines, {across.estimate:+.2f} pp "
-            f"[{across.lo:+.2f}, {across.hi:+.2f}].") in sec
+            f"[{across.lo:+.2f}, {across.hi:+.2f}]; one machine minus across, ") in sec
+    d = [100 * (x - y) for x, y in zip(ERRORS["lrn"], gain, strict=True)]  # each pair's effect, pp
+    between = stats.welch(d[:2], d[2:])  # a machine effect on the claim would show as a difference here
+    assert (f"one machine minus across, {between.estimate:+.2f} pp [{between.lo:+.2f}, {between.hi:+.2f}] "
+            "(Welch on the pairs' effects") in sec
     assert "- lrn vs none (top-1 test error): both runs of every pair on one machine." in sec
 
 
@@ -153,6 +157,8 @@ def test_pairs_split_every_pair_once(tmp_path):
     _, _, runs, _ = report.build("lrn", results, reports_dir=reports)
     p = machines.pairs(runs, "lrn", "none", "test_error", "pp")
     assert (p.same.n_arm, p.across.n_arm, p.mixed) == (2, 2, True)
+    assert (p.between.n_arm, p.between.n_against, p.between.test) == (2, 2, "welch")
+    assert p.between.estimate == pytest.approx(p.same.estimate - p.across.estimate)  # means of differences
 
 
 def test_the_scorecard_gathers_every_reports_checks_and_crossed_claims(tmp_path):
