@@ -173,13 +173,13 @@ def pairs(runs: pd.DataFrame, arm: str, against: str, metric: str, unit: str) ->
     pa, pb, seeds, _ = paired_values(runs, arm, against, metric)
     same = [where[(arm, s)] == where[(against, s)] for s in seeds]
 
-    def group(keep: bool) -> list[tuple[float, float]]:
-        return [(x, y) for x, y, k in zip(pa, pb, same, strict=True) if k == keep and not math.isnan(x + y)]
+    kept = [(x, y, k) for x, y, k in zip(pa, pb, same, strict=True) if not math.isnan(x + y)]
+    on_same, across = ([(x, y) for x, y, k in kept if k == keep] for keep in (True, False))
 
-    def part(keep: bool) -> Effect:
-        return measure("paired", [x for x, _ in group(keep)], [y for _, y in group(keep)], unit)
+    def part(group: list[tuple[float, float]]) -> Effect:
+        return measure("paired", [x for x, _ in group], [y for _, y in group], unit)
 
-    def per_pair(keep: bool) -> list[float]:  # what each pair measures: a difference, or a ratio
-        return [x / y if unit == "x" else x - y for x, y in group(keep)]
+    def per_pair(group: list[tuple[float, float]]) -> list[float]:  # what each pair measures
+        return [x / y if unit == "x" else x - y for x, y in group]
 
-    return Pairs(part(True), part(False), measure("welch", per_pair(True), per_pair(False), unit))
+    return Pairs(part(on_same), part(across), measure("welch", per_pair(on_same), per_pair(across), unit))

@@ -501,16 +501,20 @@ def _claim_numbers(r: Mapping[str, Any]) -> dict[str, Any]:
     """A claim's effect and the paper's, as numbers for the scorecard's figure: the unit, the
     estimate and 95% interval (pp, or a ratio), the band the claim expects (`Claim.band`: a sign
     claim's whole side, a no-effect claim's margin) and, where it states a size, the paper's
-    value; for a paired claim, its pairs and the exact sign-flip test's p; None for what is not
-    finite (no interval yet, an open end, no test)."""
+    value; for a paired claim, its pairs, the exact sign-flip test's p, the smallest p its pairs
+    allow, and whether the verdict leans on t (`Effect.leans_on_t`); None for what is not finite
+    (no interval yet, an open end, no test)."""
     c, e = r["claim"], r["effect"]
+    pairs = e.interval.n if e.test == "paired" else None
 
     def num(x: float | None) -> float | None:
         return float(x) if x is not None and math.isfinite(x) else None
 
     return {"unit": c.unit, "null": c.null, "estimate": num(e.estimate), "lo": num(e.lo), "hi": num(e.hi),
             "paper": num(c.paper) if c.sized else None, "band": [num(x) for x in c.band],
-            "pairs": e.interval.n if e.test == "paired" else None, "sign_flip_p": num(e.sign_flip_p)}
+            "pairs": pairs, "sign_flip_p": num(e.sign_flip_p),
+            "sign_flip_floor": stats.sign_flip_floor(pairs) if pairs else None,
+            "leans_on_t": e.has_interval and e.leans_on_t(c.null)}
 
 
 def _generated_notes(spec: AblationSpec, scale: str) -> list[str]:
@@ -642,14 +646,15 @@ def _sign_flip_text(e: Effect, null: float) -> str:
     n, p = e.interval.n, e.sign_flip_p
     shown = "< 0.001" if p < 0.001 else f"= {p:.3g}"
     text = f"exact sign-flip test (all {2 ** n:,} sign patterns of the {n} differences; no normal assumption) p {shown}"
-    excludes = e.lo > null or e.hi < null
-    if excludes == (p < 0.05):
-        return text + (": like the interval, it excludes no effect" if excludes else
-                       ": like the interval, it does not exclude no effect")
-    if excludes:
-        floor = f" (with {n} pairs no p can fall below {2 / 2 ** n:.3g})" if 2 / 2 ** n >= 0.05 else ""
-        return text + f": the interval's exclusion of no effect rests on the t distribution's normal assumption{floor}"
-    return text + ": it excludes no effect where the t interval does not"
+    if e.leans_on_t(null):
+        floor = stats.sign_flip_floor(n)
+        floor_text = f" (with {n} pairs no p can fall below {floor:.3g})" if floor >= 0.05 else ""
+        return (text + ": the interval's exclusion of no effect rests on the t distribution's normal "
+                f"assumption{floor_text}")
+    if e.excludes(null) != (p < 0.05):
+        return text + ": it excludes no effect where the t interval does not"
+    return text + (": like the interval, it excludes no effect" if p < 0.05 else
+                   ": like the interval, it does not exclude no effect")
 
 
 def _arms_section(spec: AblationSpec, runs: pd.DataFrame, rows: list[dict]) -> list[str]:

@@ -124,11 +124,10 @@ def _leaning_on_t(sides: Mapping[str, Mapping[str, Any]]) -> list[str]:
     for name, side in sides.items():
         for c in side["claims"]:
             n = c.get("numbers") or {}
-            p, lo, hi, null = n.get("sign_flip_p"), n.get("lo"), n.get("hi"), n.get("null")
-            if p is None or null is None or p < 0.05 or not ((lo is not None and lo > null) or
-                                                               (hi is not None and hi < null)):
+            if not n.get("leans_on_t"):  # decided once, by the report (`Effect.leans_on_t`)
                 continue
-            floor = ", the smallest possible" if math.isclose(p, 2 / 2 ** n["pairs"]) else ""
+            p = n["sign_flip_p"]
+            floor = ", the smallest possible" if math.isclose(p, n["sign_flip_floor"]) else ""
             interim = "; interim" if _claim_in_progress(side, c) else ""
             found.append(f"{name}'s {c['comparison']}, {c['claim']} ({n['pairs']} pairs: p = {p:.3g}{floor}{interim})")
     if not found:

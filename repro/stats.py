@@ -144,6 +144,12 @@ def sign_flip_p(d: Sequence[float]) -> float:
     return float(np.mean(np.abs(every) >= abs(float(d.sum())) - tie))
 
 
+def sign_flip_floor(n: int) -> float:
+    """The smallest p the two-sided sign-flip test can give with n pairs (every difference on one
+    side): 2 / 2^n, which is 0.0625 at 5 pairs, so below 6 pairs no test of signs reaches 0.05."""
+    return 2 / 2 ** n
+
+
 def seeds_needed(sd: float, effect: float, test: str, alpha: float = 0.05, power: float = 0.8,
                  limit: int = 10_000) -> int | None:
     """Seeds per arm for a two-sided `alpha` test to detect `effect` with `power`, given the
@@ -222,6 +228,15 @@ class Effect:
     @property
     def has_interval(self) -> bool:
         return self.interval.defined
+
+    def excludes(self, null: float) -> bool:
+        """Whether the 95% interval lies wholly on one side of `null` (no effect)."""
+        return self.lo > null or self.hi < null
+
+    def leans_on_t(self, null: float) -> bool:
+        """The 95% interval excludes no effect, but the exact sign-flip test beside it (no normal
+        assumption) does not reach p < 0.05: the exclusion rests on t's normal assumption."""
+        return self.excludes(null) and not math.isnan(self.sign_flip_p) and self.sign_flip_p >= 0.05
 
 
 def _open(iv: Interval, unit: str, a_censored: bool, b_censored: bool) -> Interval:

@@ -102,7 +102,7 @@ def test_the_sidecar_carries_each_claims_numbers_as_strict_json(tmp_path):
     e = rows[0]["effect"]
     assert none == {"unit": "pp", "estimate": pytest.approx(e.estimate), "lo": pytest.approx(e.lo),
                     "hi": pytest.approx(e.hi), "paper": None, "band": [None, 0.0],  # "lower": all of its side
-                    "null": 0.0, "pairs": 3, "sign_flip_p": 0.25}
+                    "null": 0.0, "pairs": 3, "sign_flip_p": 0.25, "sign_flip_floor": 0.25, "leans_on_t": True}
 
 
 def test_the_scorecard_draws_every_measured_claim_and_none_before(tmp_path):

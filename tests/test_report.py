@@ -770,7 +770,8 @@ def test_the_scorecard_lists_verdicts_that_lean_on_the_t_intervals_normal_assump
     results, reports = _lrn_fixture(tmp_path)
     report.write_report("lrn", results, reports)
     numbers = [c["numbers"] for c in json.loads((reports / "lrn.json").read_text())["claims"]]
-    assert [(n["pairs"], n["sign_flip_p"], n["null"]) for n in numbers] == [(3, 0.25, 0.0)] * 2
+    assert [(n["pairs"], n["sign_flip_p"], n["null"], n["sign_flip_floor"], n["leans_on_t"])
+            for n in numbers] == [(3, 0.25, 0.0, 0.25, True)] * 2
     text = scorecard.write_scorecard(reports).read_text(encoding="utf-8")
     assert "lrn's lrn vs none, top-1 test error (3 pairs: p = 0.25, the smallest possible; interim)" in text
     assert "lrn's lrn vs lrn-gain, top-1 test error (3 pairs" in text

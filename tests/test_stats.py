@@ -150,6 +150,15 @@ def test_sign_flip_p_cannot_fall_below_two_over_two_to_the_n():
     assert math.isnan(stats.sign_flip_p([1.0])) and math.isnan(stats.sign_flip_p([0.1] * 25))
 
 
+def test_a_verdict_leans_on_t_only_where_the_interval_excludes_no_effect_and_the_test_does_not():
+    five = stats.measure("paired", [-1.0, -1.1, -0.9, -1.2, -0.8], [0.0] * 5, "pp")  # p = 2 / 2^5
+    assert five.excludes(0.0) and five.sign_flip_p == stats.sign_flip_floor(5) and five.leans_on_t(0.0)
+    assert not five.excludes(-100.0) and not five.leans_on_t(-100.0)  # in pp: the interval covers -100
+    six = stats.measure("paired", [-1.0, -1.1, -0.9, -1.2, -0.8, -1.05], [0.0] * 6, "pp")
+    assert six.excludes(0.0) and not six.leans_on_t(0.0)  # 2 / 2^6 < 0.05: the test agrees
+    assert not stats.measure("welch", [1.0, 1.1, 0.9], [0.0, 0.1, -0.1], "pp").leans_on_t(0.0)  # no test
+
+
 def test_a_paired_effect_carries_its_sign_flip_p_and_a_bound_none():
     a, b = [0.20, 0.22, 0.25, 0.21, 0.24], [0.21, 0.24, 0.26, 0.23, 0.27]
     assert stats.measure("paired", a, b, "pp").sign_flip_p == 2 / 2**5
