@@ -274,13 +274,24 @@ def _estimate_line(rows: list[dict[str, Any]]) -> str:
     basis = "; ".join(f"{m}: {s:.0f} s/epoch, median of {n} finished run(s)" for m, (s, n) in speeds)
     unknown = len(left) - len(known) - waiting
     early = "; runs that stop at a target take less" if any(r.get("stops_early") for r in left) else ""
-    text = (f"estimated time left: at most {_duration(sum(known))} of one process for {len(known)} run(s)"
+    two = f", {_duration(_two_at_a_time(known))} with two at a time" if len(known) > 1 else ""
+    text = (f"estimated time left: at most {_duration(sum(known))} of one process{two} for {len(known)} run(s)"
             f" ({basis}{early}{_about_text(left)})" if known else "estimated time left: unknown")
     if unknown:
         text += f"; {unknown} run(s) without a measured speed (no finished run of their model yet)"
     if waiting:
         text += f"; the main seeds of {waiting} arm(s) wait for their selection runs (not counted{_waiting_cost(left)})"
     return text + shared
+
+
+def _two_at_a_time(seconds: list[float]) -> float:
+    """When the last of these runs would finish with two processes taking them (`--jobs 2`, or
+    two workers): each run, longest first, to the process free first. Not half the sum where
+    one run is longer than the rest together."""
+    ends = [0.0, 0.0]
+    for s in sorted(seconds, reverse=True):
+        ends[ends.index(min(ends))] += s
+    return max(ends)
 
 
 def _about_text(rows: list[dict[str, Any]]) -> str:

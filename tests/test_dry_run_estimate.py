@@ -40,7 +40,17 @@ def test_estimates_come_from_the_median_speed_of_finished_runs_of_the_same_model
     line = _estimate_line(rows)
     total = (len(rows) - 1) * 30 * 40 + 20 * 40
     assert f"at most {total / 3600:.1f} h" in line and "40 s/epoch, median of 3" in line
+    assert len(rows) == 6  # five 30-epoch runs and one with 20 left: two processes take three 30s each
+    assert f"of one process, {3 * 30 * 40 / 3600:.1f} h with two at a time" in line
     assert "target" not in line  # lrn's runs train to their caps: no run stops early
+
+
+def test_two_at_a_time_takes_the_longest_runs_first_and_never_less_than_the_longest():
+    from repro.ablate import _two_at_a_time
+
+    assert _two_at_a_time([600.0, 100.0, 100.0]) == 600.0  # one run longer than the rest together
+    assert _two_at_a_time([300.0, 200.0, 200.0, 100.0]) == 400.0
+    assert _two_at_a_time([60.0, 60.0, 60.0]) == 120.0  # three equal runs: two rounds
 
 
 def test_a_grid_run_stopped_by_its_rival_measures_the_speed_too_a_diverged_one_does_not(tmp_path):
