@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from repro import rundir, spec_file
 from repro.ablate import _duration, _estimate_line
 from repro.ablation import plan
@@ -218,8 +220,8 @@ def test_main_runs_that_stop_at_a_target_are_likely_to_stop_where_their_chosen_v
     rows = {r["dir"]: r for r in plan.dry_run_rows(spec, "cifar", [0, 1, 2], {}, results)}
     first, other = rows[str(results / main[0].rel)], rows[str(results / main[1].rel)]
     cap = main[0].cfg.epochs
-    assert (first["estimate_s"], first["about_s"]) == ((cap - 10) * 30.0, (28 - 10) * 30.0)
-    assert (other["estimate_s"], other["about_s"]) == (cap * 30.0, 28 * 30.0)
+    assert (first["estimate_s"], first["about_s"]) == pytest.approx(((cap - 10) * 30.0, (28 - 10) * 30.0))
+    assert (other["estimate_s"], other["about_s"]) == pytest.approx((cap * 30.0, 28 * 30.0))
     line = _estimate_line(list(rows.values()))
     assert f"about {_duration((3 * 28 - 10 + 3 * 8) * 30.0)} if each main run stops where" in line
 
@@ -276,3 +278,25 @@ def test_the_dry_run_of_all_sums_waiting_arms_at_most_and_about_in_their_columns
     text = StringIO()
     _print_summary(Console(file=text, width=200), [out])
     assert "all: at most 3.0 h of one process (1.5 h with two processes at a time)\n" in text.getvalue()
+
+
+def test_an_arms_own_finished_runs_give_its_speed_before_other_arms_of_the_model(tmp_path):
+    """lrn's `none` arm trains ~1.6x faster than the baseline (no LRN): once a run of its own
+    net has finished, its runs are estimated from those, and the other arms keep the model's."""
+    spec = spec_file.load("lrn")
+    results = tmp_path / "results"
+    _finished(results, "alexnet-cifar", 10.0, 500.0, "0-abc")  # the baseline's net: 50 s/epoch
+    by_arm = {r["arm"]: r for r in plan.dry_run_rows(spec, "cifar", [0], {}, results)}
+    assert by_arm["none"]["estimate_s"] == 30 * 50.0  # no run of its net yet: the model's (any switches)
+    assert by_arm["none"]["model"] == "alexnet-cifar, any switches (fp32, evaluated every 1 epochs)"
+    d = results / "other" / "none" / "1-def"
+    d.mkdir(parents=True)
+    rundir.write_config(d, make_config("alexnet-cifar", {"data.holdout": 64, "model.norm": "none"}))
+    rundir.write_summary(d, {"status": rundir.FINISHED, "epochs_run": 10.0, "wall_seconds": 300.0})  # 30 s/epoch
+    rows = plan.dry_run_rows(spec, "cifar", [0], {}, results)
+    by_arm = {r["arm"]: r for r in rows}
+    assert by_arm["none"]["estimate_s"] == 30 * 30.0
+    assert by_arm["lrn"]["estimate_s"] == 30 * 50.0 and by_arm["lrn-gain"]["estimate_s"] == 30 * 40.0  # median
+    line = _estimate_line(rows)
+    assert "alexnet-cifar with norm=none (fp32, evaluated every 1 epochs): 30 s/epoch, median of 1" in line
+    assert "alexnet-cifar (fp32, evaluated every 1 epochs): 50 s/epoch, median of 1" in line
