@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -71,10 +72,22 @@ def distinct_parts(platforms: Sequence[str]) -> dict[str, str]:
 
 def labels(frame: pd.DataFrame) -> list[str]:
     """Each row's machine label (columns device, device_name, platform), names `tagged` over all
-    of the frame's rows: label a whole ablation's runs at once, or one run may be named two ways."""
-    platforms = frame["platform"] if "platform" in frame else [None] * len(frame)
-    names = tagged(list(frame["device_name"]), list(platforms))
-    return [label(d, n) for d, n in zip(frame["device"], names, strict=True)]
+    of the frame's rows: label a whole ablation's runs at once, or one run may be named two ways.
+    A run that resumed on another machine (column `moves`, `records.moves`) names each in turn,
+    'cpu (A), then cpu (B) from epoch 12': a machine of its own, paired with no single-machine run."""
+    platforms = list(frame["platform"]) if "platform" in frame else [None] * len(frame)
+    moved = list(frame["moves"]) if "moves" in frame else [()] * len(frame)
+    later = [m for ms in moved for m in ms]
+    names = tagged(list(frame["device_name"]) + [m[1] for m in later], platforms + [m[2] for m in later])
+    rest = iter(names[len(frame):])
+    out = []
+    for device, name, ms in zip(frame["device"], names[:len(frame)], moved, strict=True):
+        out.append(label(device, name) + "".join(f", then {label(m[0], next(rest))}{_from(m[3])}" for m in ms))
+    return out
+
+
+def _from(epoch: Any) -> str:
+    return f" from epoch {epoch:g}" if isinstance(epoch, int | float) else ""
 
 
 def analysed(runs: pd.DataFrame) -> pd.DataFrame:

@@ -152,6 +152,7 @@ def _row(spec: AblationSpec, manifest: Mapping[str, Any], e: Mapping[str, Any], 
         "wall_seconds": number((s or {}).get("wall_seconds")),
         "reused": rundir.was_reused(d),
         "device": env.get("device"), "device_name": env.get("device_name"), "platform": env.get("platform"),
+        "moves": moves(env),
         "cpu_features": " ".join(env["cpu_features"]) if "cpu_features" in env else None, "torch": env.get("torch"),
         "git_revision": env.get("git_revision"), "git_dirty": env.get("git_dirty"),
         "code_fingerprint": env.get("code_fingerprint"), "precision": env.get("precision"),
@@ -161,6 +162,20 @@ def _row(spec: AblationSpec, manifest: Mapping[str, Any], e: Mapping[str, Any], 
         "model": cfg.model.name if cfg else None, "dir": e["dir"],
     })
     return row
+
+
+def moves(env: Mapping[str, Any]) -> tuple[tuple[Any, Any, Any, Any], ...]:
+    """Where a run resumed on another machine than the one it was on: (device, device_name,
+    platform, from_epoch) for each resume whose machine differs from the one before it; () for a
+    run that trained on one machine throughout (a session can end mid-run, and the next may
+    draw another machine with the checkpoint still there)."""
+    found, at = [], (env.get("device"), env.get("device_name"), env.get("platform"))
+    for r in env.get("resumes", []):
+        here = (r.get("device"), r.get("device_name"), r.get("platform"))
+        if here != at:
+            found.append((*here, r.get("from_epoch")))
+            at = here
+    return tuple(found)
 
 
 CURVES = ("train_error", "train_error_running", "holdout_error", "holdout_loss")

@@ -86,6 +86,20 @@ def test_every_section_names_a_run_by_the_same_machine(tmp_path):
     assert "cpu (AMD EPYC) " not in sec and "cpu (AMD EPYC))" not in sec
 
 
+def test_a_run_resumed_on_another_machine_is_named_by_both_and_pairs_with_neither(tmp_path):
+    """A session ended mid-run and the next drew another machine with the checkpoint still
+    there: the run's env notes the resume (repro.train); its label names both machines, in
+    order, so it is a machine of its own and its pair counts as crossing machines."""
+    results, reports = _lrn(tmp_path, {})
+    d = next((results / "lrn" / "none").glob("3-*"))
+    env = rundir.read_env(d)
+    rundir.write_env(d, env | {"resumes": [env | {"from_epoch": 2},  # the same machine: not a move
+                                           env | {"device_name": "Other CPU", "platform": "x", "from_epoch": 5}]})
+    sec = _section(results, reports)
+    assert "| none     | cpu (Test CPU), then cpu (Other CPU) from epoch 5 | 1      | 3       |" in sec
+    assert "lrn vs none (top-1 test error): 3 pairs on one machine" in sec and "1 across machines" in sec
+
+
 def test_one_machine_has_no_section(tmp_path):
     assert _section(*_lrn(tmp_path, {})) == ""
 
