@@ -612,10 +612,9 @@ def measured_speed(results: rundir.Store | Path, model: str, precision: str | No
                    on_platform: str | None = None, net: ModelConfig | None = None) -> tuple[float, int] | None:
     """(median seconds per epoch, number of runs) over the finished or outrun runs of `model` (and
     of `precision`, `eval_every`, the env's `device_name` and `platform`, and the net's switches
-    `net`, where given) in the
-    store's roots, training and evaluation included; None if there is none yet. A run is counted
-    once: its record beside its results folder, and its copies in other ablations (the same
-    `<seed>-<hash>` directory), are one run."""
+    `net`, where given) in the store's roots, training and evaluation included; None if there is
+    none yet. A run is counted once: its record beside its results folder, and its copies in
+    other ablations (the same `<seed>-<hash>` directory), are one run."""
     per_epoch, seen = [], set()
     for root in rundir.as_store(results).roots:
         for summary in sorted(Path(root).glob("**/summary.json")):
