@@ -266,7 +266,7 @@ def test_the_dry_run_of_all_sums_waiting_arms_at_most_and_about_in_their_columns
     out = Outcome("x", "cifar", 3)
     out.plan = [{"state": "pending", "estimate_s": 3600.0, "about_s": 1800.0, "grid": "0.01"},
                 {"state": "pending", "estimate_s": None, "about_s": None, "grid": "after selection",
-                 "waiting_s": (7200.0, 3600.0)},
+                 "waiting_s": (7200.0, 3600.0), "waiting_runs": 2},
                 {"state": "finished", "estimate_s": 0.0, "about_s": 0.0, "grid": "0.01"}]
     text = StringIO()
     _print_summary(Console(file=text, width=200), [out])
@@ -277,7 +277,8 @@ def test_the_dry_run_of_all_sums_waiting_arms_at_most_and_about_in_their_columns
     r["waiting_s"] = (7200.0, 7200.0)
     text = StringIO()
     _print_summary(Console(file=text, width=200), [out])
-    assert "all: at most 3.0 h of one process (1.5 h with two processes at a time)\n" in text.getvalue()
+    # three 1-hour runs (the waiting arm's two seeds are two runs): two processes take two rounds
+    assert "all: at most 3.0 h of one process (2.0 h with two processes at a time)\n" in text.getvalue()
 
 
 def test_an_arms_own_finished_runs_give_its_speed_before_other_arms_of_the_model(tmp_path):

@@ -461,7 +461,8 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
     for arm in waiting_arms(spec, seeds, chosen):
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
                      "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None,
-                     "waiting_s": _waiting_seconds(spec, seeds, [r for r in sel if r.arm == arm], results, speeds)})
+                     "waiting_s": _waiting_seconds(spec, seeds, [r for r in sel if r.arm == arm], results, speeds),
+                     "waiting_runs": len(_main_seeds(spec, seeds))})
     names = machines.tagged([r.get("machine") for r in rows], [r.get("platform") for r in rows])
     return [r | {"machine": m} for r, m in zip(rows, names, strict=True)]
 
