@@ -3,8 +3,9 @@
 Each paragraph or bullet of the README that links a report (`reports/NAME.md`) may quote three
 kinds of figure: an effect with its interval (`-1.05 pp [95% CI -1.50, -0.59]`, `1.27x [1.10,
 1.47]`), an arm's mean and spread (`25.39 ± 0.40%`) and an exact sign-flip test's p (`sign-flip
-p = 0.0625`). Every such figure must appear in one of the reports the bullet links. When new
-records change a report, this test fails until the README quotes the report as it now stands.
+p = 0.0625`, or `sign-flip p < 0.001` as the report writes a smaller one). Every such figure
+must appear in one of the reports the bullet links. When new records change a report, this test
+fails until the README quotes the report as it now stands.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ NUM = r"[+\-−]?\d+(?:\.\d+)?"
 INTERVAL = re.compile(rf"({NUM})\s*(pp|x)\s*\[\s*(?:95% CI\s*)?({NUM}),\s*({NUM})\s*\]")
 MEAN_SD = re.compile(r"(\d+\.\d+)\s*±\s*(\d+\.\d+)")
 LINK = re.compile(r"\(reports/([\w.-]+)\.md\)")
-SIGN_FLIP = re.compile(r"sign-flip p = (\d+(?:\.\d+)?)")  # the README's spelling of a report's exact test
+SIGN_FLIP = re.compile(r"sign-flip p ([=<]) (\d+(?:\.\d+)?)")  # the README's spelling of a report's exact test
 
 
 def _blocks(readme: str) -> list[str]:
@@ -41,7 +42,7 @@ def _quotes(text: str) -> list[str]:
     """Each quoted figure in `text`, in the one spelling the reports use."""
     found = [f"{v} {unit} [{lo}, {hi}]" for v, unit, lo, hi in INTERVAL.findall(text)]
     found += [f"{mean} ± {sd}" for mean, sd in MEAN_SD.findall(text)]
-    found += [f"p = {p}" for p in SIGN_FLIP.findall(text)]
+    found += [f"p {op} {p}" for op, p in SIGN_FLIP.findall(text)]  # "p < 0.001" where the report says so
     return [q.replace("−", "-") for q in found]
 
 
@@ -75,9 +76,9 @@ def test_a_results_bullet_quotes_only_what_its_reports_say(name, bullet, names):
 
 def test_quotes_are_found_in_both_spellings():
     text = ("LRN: -1.05 pp [95% CI -1.50, -0.59] (25.25 ± 0.46% vs 26.30 ± 0.23%), 1.27x [1.10, 1.47]; "
-            "sign-flip p = 0.0625; dropout p = 0.5")
+            "sign-flip p = 0.0625; dropout p = 0.5; sign-flip p < 0.001")
     assert _quotes(text) == ["-1.05 pp [-1.50, -0.59]", "1.27 x [1.10, 1.47]",
-                             "25.25 ± 0.46", "26.30 ± 0.23", "p = 0.0625"]
+                             "25.25 ± 0.46", "26.30 ± 0.23", "p = 0.0625", "p < 0.001"]
     assert "1.27 x [1.10, 1.47]" in _report_quotes("| 1.27x [1.10, 1.47] |")
 
 
@@ -147,7 +148,7 @@ def test_the_avx2_table_quotes_its_stored_bench_run():
 
 
 STRENGTH = REPO / "reports" / "lrn-strength"
-THREE_DECIMALS = re.compile(r"(?<![\d.])\d\.\d{3}(?!\d)")
+THREE_DECIMALS = re.compile(r"(?<![\d.])(?<!p < )(?<!p = )\d\.\d{3}(?!\d)")  # not a test's p: the report's
 WHOLE_PERCENT = re.compile(r"(?<![\d.])(\d+)%(?! CI)")  # not a 95% CI
 
 
