@@ -233,21 +233,25 @@ def _print_summary(console: Console, outcomes: Sequence[Outcome]) -> None:
     table = Table(title=f"every ablation at scale {outcomes[0].scale}")
     for col in ("ablation", "runs", "finished", "left", "at most (one process)", "about", "not counted"):
         table.add_column(col, justify="left" if col in ("ablation", "not counted") else "right")
-    total, about_total, uncounted, each = 0.0, 0.0, False, []
+    each: list[tuple[float, float]] = []  # (at most, about) of every run left, in every ablation
+    uncounted = False
     for out in outcomes:
         finished = sum(r["state"] in plan.NOTHING_LEFT for r in out.plan)
         left = [r for r in out.plan if r["state"] not in plan.NOTHING_LEFT]
         known = [(r["estimate_s"], r["about_s"]) for r in left if r["estimate_s"] is not None]
-        known += [(m / r["waiting_runs"], a / r["waiting_runs"]) for r in left if r.get("waiting_s")
-                  for m, a in [r["waiting_s"]] for _ in range(r["waiting_runs"])]  # an arm's seeds: one run each
+        for r in left:  # a waiting arm's seeds, one run each
+            if r.get("waiting_s"):
+                n, (m, a) = r["waiting_runs"], r["waiting_s"]
+                known += [(m / n, a / n)] * n
         each += known
         unmeasured = sum(r["estimate_s"] is None and not r.get("waiting_s") for r in left)
+        uncounted = uncounted or bool(unmeasured)
         most, about = sum(m for m, _ in known), sum(a for _, a in known)
-        total, about_total, uncounted = total + most, about_total + about, uncounted or bool(unmeasured)
         table.add_row(out.name, str(out.total), str(finished), str(out.total - finished),
                       _duration(most) if known else "-", _duration(about) if known else "-",
                       f"{unmeasured} run(s) or arm(s) without a measured speed" if unmeasured else "")
     console.print(table)
+    total, about_total = sum(m for m, _ in each), sum(a for _, a in each)
     two, about_two = (_duration(_two_at_a_time([x[i] for x in each])) for i in (0, 1))
     about_text = (f"; about {_duration(about_total)} ({about_two} with two) if each main run that stops at a "
                   "target stops where its arm's fastest selection run did"
