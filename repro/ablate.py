@@ -163,7 +163,8 @@ def ablate_one(spec: AblationSpec, request: AblationRequest, trainer: Trainer | 
     (--only), or train what is missing and write its report."""
     scale, results = request.scale, store(request)
     seeds, overrides = _settings(spec, request)
-    out = Outcome(spec.name, scale, plan.total_runs(spec, scale, seeds))
+    sel = plan.selection_runs(spec, scale, seeds, overrides, results)
+    out = Outcome(spec.name, scale, plan.total_runs(spec, scale, seeds, sel))
     if request.dry_run:
         out.plan = plan.dry_run_rows(spec, scale, seeds, overrides, results)
         if not request.quiet:  # `all` lists only what is left: hundreds of finished runs hide it
@@ -332,7 +333,9 @@ def _plan(specs: Sequence[AblationSpec], request: AblationRequest, stream: TextI
         seeds, overrides = _settings(spec, request)
         one = dataclasses.replace(request, name=spec.name if request.name == "all" else request.name)
         cmds, notes = plan.plan_commands(spec, one, request.scale, seeds, overrides, store(request))
-        outcomes.append(Outcome(spec.name, request.scale, plan.total_runs(spec, request.scale, seeds), commands=cmds))
+        sel = plan.selection_runs(spec, request.scale, seeds, overrides, store(request))
+        total = plan.total_runs(spec, request.scale, seeds, sel)
+        outcomes.append(Outcome(spec.name, request.scale, total, commands=cmds))
         commands += cmds
         comments += notes
     lines = commands + comments

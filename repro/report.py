@@ -463,7 +463,7 @@ def write_report(name: str | AblationSpec, results_dir: str | os.PathLike = "res
     view = machine_view(spec, runs, rows)
     lines += _machines_section(spec, runs, view)
     if manifest.get("selection"):
-        lines += _selection_section(spec, runs, manifest["selection"])
+        lines += _selection_section(spec, sc, runs, manifest["selection"])
     notes = [" ".join(spec.notes.split())] if spec.notes else []
     notes += _generated_notes(spec, sc) + _cap_notes(spec, runs)
     if notes:
@@ -841,10 +841,12 @@ def _curves_section(spec: AblationSpec, sc: str, where: Sequence[Path], out: Pat
                     "an epoch.", ""]
 
 
-def _selection_section(spec: AblationSpec, runs: pd.DataFrame, sel: Mapping) -> list[str]:
+def _selection_section(spec: AblationSpec, scale: str, runs: pd.DataFrame, sel: Mapping) -> list[str]:
     key, chosen = sel["key"], sel.get("chosen") or {}
     by_holdout = sel.get("by") == "final_holdout_error"
     sr = runs[runs["stage"] == "selection"]
+    order = {a: i for i, a in enumerate(spec.training_arms)}  # arms as the spec lists them, values ascending
+    sr = sr.sort_values("grid", kind="stable").sort_values("arm", key=lambda a: a.map(order), kind="stable")
     trained = sr[sr["status"].isin(TRAINED)]
     mixed = trained["machine"].nunique() > 1 and len(trained) > 1
     rows = []
@@ -868,13 +870,29 @@ def _selection_section(spec: AblationSpec, runs: pd.DataFrame, sel: Mapping) -> 
         out += ["*outrun*: stopped at the end of the first epoch by which another value of its arm had already "
                 "reached the target, so it could no longer be chosen (its ≥ epochs are where it stopped).", ""]
     for arm in spec.training_arms:
-        grid = sorted(float(g) for g in sr.loc[sr["arm"] == arm, "grid"])
-        c = chosen.get(arm)
-        if c is None:
-            out.append(f"- `{arm}`: nothing chosen (every value diverged, or the grid is unfinished).")
-        elif len(grid) > 1 and c in (grid[0], grid[-1]):
-            out.append(f"- `{arm}`: {key} = {c:g} is at the edge of its grid; the best value may lie beyond it.")
+        out += _edge_notes(spec, scale, arm, key, sorted(float(g) for g in sr.loc[sr["arm"] == arm, "grid"]),
+                           chosen.get(arm))
     return out + [""] if out[-1] else out
+
+
+def _edge_notes(spec: AblationSpec, scale: str, arm: str, key: str, grid: list[float], c: float | None) -> list[str]:
+    """What a reader must know of one arm's choice: nothing chosen, a value tried past the
+    declared grid's edge (the spec's beyond_edge rule), or a choice still at an edge."""
+    past = [g for g in grid if g not in spec.grid(arm, scale)]
+    out = []
+    for g in past:
+        edge = next((v for v in spec.grid(arm, scale) if spec.beyond(arm, scale, v) == g), None)
+        if edge is None:  # a manifest written before its spec's grid was edited
+            out.append(f"- `{arm}`: {key} = {g:g} is not in the spec's grid now.")
+            continue
+        out.append(f"- `{arm}`: {key} = {edge:g} led its declared grid at its {'low' if g < edge else 'high'} edge, "
+                   f"so {g:g}, one step beyond, was tried too (the spec's `beyond_edge` rule, applied once).")
+    if c is None:
+        out.append(f"- `{arm}`: nothing chosen (every value diverged, or the grid is unfinished).")
+    elif len(grid) > 1 and c in (grid[0], grid[-1]):
+        after = " even after the step beyond it" if past else ""
+        out.append(f"- `{arm}`: {key} = {c:g} is at the edge of its grid{after}; the best value may lie beyond it.")
+    return out
 
 
 def _pct_or_dash(x: float) -> str:

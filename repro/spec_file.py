@@ -58,6 +58,7 @@ row, tolerance). `repro ablate` expands it into runs; `repro report` checks the 
     [selection]                                 # optional: choose one setting per arm
     key = "optim.lr"                            # on the first seed from the arm's grid, then
     by = "epochs_to_target"                     # run the other seeds with it
+    beyond_edge = true                          # optional: an edge choice tries one value past it
 
 A run's config is built as: the scale's model defaults <- base <- scale.set <- arm.set
 <- scale.arms.ARM.set <- the selected grid value <- seed <- command-line overrides.
@@ -248,6 +249,9 @@ class Selection:
     key: str  # canonical config key, e.g. "optim.lr"
     by: str = "epochs_to_target"
     seed: int | None = None  # the seed the grid trains on (not analysed); None: the first analysed seed
+    # An arm whose declared grid chooses its lowest or highest value also tries one value past
+    # that edge (the grid's step: 0.005 below [0.01, 0.02, ...]), once, before its main seeds.
+    beyond_edge: bool = False
 
     @property
     def short(self) -> str:
@@ -308,6 +312,21 @@ class AblationSpec:
         if over is not None and over.grid is not None:
             return over.grid
         return self.arms[arm].grid
+
+    def beyond(self, arm: str, scale: str, value: float) -> float | None:
+        """With [selection] beyond_edge: the one value past the edge of `arm`'s grid where `value`
+        sits, one geometric step of the grid beyond it (0.0025 below [0.005, 0.01, ...]; 0.08
+        above [..., 0.02, 0.04]). None for a value inside the grid, or without the rule."""
+        grid = sorted(self.grid(arm, scale))
+        if self.selection is None or not self.selection.beyond_edge or len(grid) < 2 or grid[0] <= 0:
+            return None
+        if value == grid[0]:
+            past = grid[0] * grid[0] / grid[1]
+        elif value == grid[-1]:
+            past = grid[-1] * grid[-1] / grid[-2]
+        else:
+            return None
+        return float(f"{past:.12g}")  # 0.005 * 0.005 / 0.01 is 0.0025000000000000005: the config hash wants 0.0025
 
     def deltas(self, arm: str, scale: str) -> dict[str, Any]:
         """base <- scale.set <- arm.set <- scale.arms.ARM.set, as one flat dict (an evaluation
@@ -482,7 +501,7 @@ CLAIM_KEYS = ("arm", "against", "metric", "test", "unit", "kind", "paper", "dire
               "section", "quote", "source", "note", "scales")
 SCALE_KEYS = ("model", "seeds", "set", "arms", "notes", "extended")
 SCALE_ARM_KEYS = ("set", "grid")
-SELECTION_KEYS = ("key", "by", "seed")
+SELECTION_KEYS = ("key", "by", "seed", "beyond_edge")
 
 
 def parse(data: Mapping[str, Any], path: str = "<spec>", name: str = "spec") -> AblationSpec:
@@ -526,7 +545,10 @@ def _parse_selection(top: _Table, path: str) -> Selection | None:
     seed = t.data.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise t.error("seed", f"{seed!r} is not valid; a seed is a whole number >= 0")
-    selection = Selection(key=key, by=t.text("by", "epochs_to_target"), seed=seed)
+    beyond = t.data.get("beyond_edge", False)
+    if not isinstance(beyond, bool):
+        raise t.error("beyond_edge", f"{beyond!r} is not valid; write true or false")
+    selection = Selection(key=key, by=t.text("by", "epochs_to_target"), seed=seed, beyond_edge=beyond)
     if selection.by not in SELECT_BY:
         raise t.error("by", f"{selection.by!r} is not valid; choose {', '.join(SELECT_BY)}")
     return selection

@@ -123,6 +123,11 @@ class Progress:
         left = self.total - self.done - self._fractions()
         return _duration(left * seconds / units / min(self.parallel, max(1.0, left)))
 
+    def grow(self, more: int) -> None:
+        """`more` runs joined the ablation after the start (values added past a grid's edge)."""
+        self.total += more
+        self.bar.update(self.task, total=max(self.total, 1), runs=self.total)
+
     def finish(self, label: str, what: str, trained: bool = False, key: Any = None) -> None:
         r = self._live.pop(key, None)
         if trained and r is not None:
@@ -268,7 +273,7 @@ def run_stages(runner: Any, spec: AblationSpec, scale: str, seeds: Sequence[int]
                results: rundir.Store | Path, progress: Any, outcome: Outcome) -> None:
     """One ablation on `runner` (a Runner or a Pool): the selection grids, and each arm's main
     seeds as soon as its grid is done (`plan.choose`); the manifest kept up to date."""
-    sel = plan.selection_runs(spec, scale, seeds, overrides)
+    sel = plan.selection_runs(spec, scale, seeds, overrides, results)
     plan.write_manifest(spec, scale, seeds, overrides, results, None)
     if not sel:
         runner.execute(plan.main_runs(spec, scale, seeds, overrides), progress, outcome)
@@ -276,18 +281,28 @@ def run_stages(runner: Any, spec: AblationSpec, scale: str, seeds: Sequence[int]
     released: dict[str, float] = {}
 
     def release(done: Run | None = None) -> list[Run]:
-        """Main runs of the arms whose value was chosen since the last call."""
+        """Values added past a grid's edge (beyond_edge) since the last call, and the main runs
+        of the arms whose value was chosen since then."""
         if done is not None and done.stage != "selection":
             return []
+        known = {r.rel for r in sel}
+        sel[:] = plan.selection_runs(spec, scale, seeds, overrides, results)
+        past = [r for r in sel if r.rel not in known]
+        if past and done is not None:  # a first call's are counted in the total already
+            progress.grow(len(past))
+            outcome.total += len(past)
+        for r in past:
+            progress.note(f"  {spec.name}/{r.arm}: its grid chose an edge; trying {spec.selection.key} = "
+                          f"{r.grid_value:g} too (beyond_edge)")
         chosen = plan.choose(spec, sel, results)
         new = {a: v for a, v in chosen.items() if v is not None and a not in released}
-        if not new:
-            return []
-        released.update(new)
-        for arm, v in new.items():
-            progress.note(f"  {spec.name}/{arm}: {spec.selection.key} = {v:g}")
-        plan.write_manifest(spec, scale, seeds, overrides, results, released)
-        return plan.main_runs(spec, scale, seeds, overrides, new)
+        if new:
+            released.update(new)
+            for arm, v in new.items():
+                progress.note(f"  {spec.name}/{arm}: {spec.selection.key} = {v:g}")
+        if past or new:
+            plan.write_manifest(spec, scale, seeds, overrides, results, released)
+        return past + plan.main_runs(spec, scale, seeds, overrides, new)
 
     runner.execute(plan.execution_order([*sel, *release()]), progress, outcome, then=release)
     chosen = plan.choose(spec, sel, results)

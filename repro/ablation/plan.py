@@ -125,16 +125,21 @@ def selection_seed(spec: AblationSpec, seeds: Sequence[int]) -> int:
     return own
 
 
-def selection_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any]) -> list[Run]:
-    """Every grid value of every arm, on the selection seed (none without a [selection] table).
-    Where the fewest epochs to the target choose, each run knows its arm's other grid runs
-    (`rivals`): once one of them has reached the target, a run that has trained as long
+def selection_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
+                   results: rundir.Store | Path | None = None) -> list[Run]:
+    """Every grid value of every arm, on the selection seed (none without a [selection] table);
+    given `results`, also the values past a grid's edge that the spec's `beyond_edge` adds
+    (`_past_edges`). Where the fewest epochs to the target choose, each run knows its arm's other
+    grid runs (`rivals`): once one of them has reached the target, a run that has trained as long
     without reaching it cannot be chosen, and stops (status outrun; repro.train `stop_at`)."""
     if spec.selection is None:
         return []
     key, seed = spec.selection.key, selection_seed(spec, seeds)
     runs = [Run(spec.name, arm, seed, spec.config(arm, scale, seed, v, overrides), "selection", key, v)
             for arm in spec.training_arms for v in spec.grid(arm, scale)]
+    if results is not None:  # each arm's value past an edge after its declared grid
+        runs += _past_edges(spec, scale, overrides, runs, results)
+        runs = [r for arm in spec.training_arms for r in runs if r.arm == arm]
     if spec.selection.by != "epochs_to_target":
         return runs
     out = []
@@ -143,6 +148,23 @@ def selection_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrid
         exact = stop is not None and (spec.target is None or spec.target == stop)
         rivals = tuple(x.rel for x in runs if x.arm == r.arm and x is not r) if exact else ()
         out.append(dataclasses.replace(r, rivals=rivals))
+    return out
+
+
+def _past_edges(spec: AblationSpec, scale: str, overrides: Mapping[str, Any], declared: Sequence[Run],
+                results: rundir.Store | Path) -> list[Run]:
+    """`beyond_edge`: for each arm whose declared grid is finished and chose its lowest or highest
+    value, one run of the value a step past that edge (`AblationSpec.beyond`). Once only: the
+    choice that decides it is the declared grid's, so an added value is never itself extended."""
+    if not spec.selection.beyond_edge:
+        return []
+    out = []
+    for arm, v in choose(spec, declared, results).items():
+        past = None if v is None else spec.beyond(arm, scale, v)
+        if past is not None:
+            seed = declared[0].seed
+            out.append(Run(spec.name, arm, seed, spec.config(arm, scale, seed, past, overrides),
+                           "selection", spec.selection.key, past))
     return out
 
 
@@ -198,11 +220,14 @@ def main_runs(
     return out
 
 
-def total_runs(spec: AblationSpec, scale: str, seeds: Sequence[int]) -> int:
+def total_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], sel: Sequence[Run] | None = None) -> int:
+    """Every run the ablation has; given its selection runs `sel`, a value added past a grid's
+    edge (`selection_runs` with results) counts too."""
     arms = spec.training_arms
     if spec.selection is None:
         return len(arms) * len(seeds)
-    return sum(len(spec.grid(a, scale)) for a in arms) + len(arms) * len(_main_seeds(spec, seeds))
+    n_sel = len(sel) if sel is not None else sum(len(spec.grid(a, scale)) for a in arms)
+    return n_sel + len(arms) * len(_main_seeds(spec, seeds))
 
 
 # ----------------------------------------------------------------------------- selection
@@ -260,10 +285,11 @@ def all_diverged(sel: Sequence[Run], arm: str, results: rundir.Store | Path) -> 
 
 
 def manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
-             chosen: Mapping[str, float | None] | None) -> dict:
-    """The manifest with what is chosen so far: the selection runs (a winner marked main)
-    and the main runs of every arm with a chosen value (all of them without selection)."""
-    sel = selection_runs(spec, scale, seeds, overrides)
+             chosen: Mapping[str, float | None] | None, results: rundir.Store | Path | None = None) -> dict:
+    """The manifest with what is chosen so far: the selection runs (a winner marked main; with
+    `results`, any value added past a grid's edge) and the main runs of every arm with a chosen
+    value (all of them without selection)."""
+    sel = selection_runs(spec, scale, seeds, overrides, results)
     main = main_runs(spec, scale, seeds, overrides, chosen)
     chosen = dict(chosen or {})
     kept = spec.selection is not None and spec.selection.seed is None  # a winner is an analysed run
@@ -289,7 +315,7 @@ def write_manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overrid
     """Write the manifest (see `manifest`) into place atomically, and a copy beside the
     committed records when the store has them; return its path under results."""
     store = rundir.as_store(results)
-    m = manifest(spec, scale, seeds, overrides, chosen)
+    m = manifest(spec, scale, seeds, overrides, chosen, store)
     path = rundir.manifest_path(store.results, spec.name, scale)
     rundir.write_manifest(path, m)
     if store.records is not None:
@@ -304,7 +330,7 @@ def update_manifest(spec: AblationSpec, scale: str, seeds: Sequence[int], overri
     path = rundir.manifest_path(rundir.as_store(results).results, spec.name, scale)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rundir.lock(path):
-        chosen = chosen_so_far(spec, selection_runs(spec, scale, seeds, overrides), results)
+        chosen = chosen_so_far(spec, selection_runs(spec, scale, seeds, overrides, results), results)
         write_manifest(spec, scale, seeds, overrides, results, chosen)
     return path
 
@@ -342,7 +368,7 @@ def selector(run: Run, with_hash: bool = True) -> str:
 def only_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides: Mapping[str, Any],
               results: rundir.Store | Path, selectors: Sequence[str]) -> list[Run]:
     """The runs `--only` names, in the order given; a one-line ConfigError for any other."""
-    sel = selection_runs(spec, scale, seeds, overrides)
+    sel = selection_runs(spec, scale, seeds, overrides, results)
     chosen = chosen_so_far(spec, sel, results)
     index = {selector(r, with_hash=False): r for r in [*sel, *main_runs(spec, scale, seeds, overrides, chosen)]}
     out: list[Run] = []
@@ -397,7 +423,7 @@ def plan_commands(spec: AblationSpec, request: AblationRequest, scale: str, seed
     that is neither done, diverged nor running; comments for what is left out and why.
     `request` gives the options the commands repeat (request.for_run)."""
     results = store or rundir.Store(Path(request.results_dir))
-    sel = selection_runs(spec, scale, seeds, overrides)
+    sel = selection_runs(spec, scale, seeds, overrides, results)
     chosen = chosen_so_far(spec, sel, results)
     commands, comments, counts = [], [], {"done": 0, "diverged": 0, "outrun": 0, "running": 0}
     for r in execution_order([*sel, *main_runs(spec, scale, seeds, overrides, chosen)]):
@@ -410,7 +436,7 @@ def plan_commands(spec: AblationSpec, request: AblationRequest, scale: str, seed
                 comments.append(f"# {r.label}: running in another process now (not listed)")
     if chosen is not None and _main_seeds(spec, seeds):
         comments += _waiting_comments(spec, seeds, sel, chosen, results)
-    total = total_runs(spec, scale, seeds)
+    total = total_runs(spec, scale, seeds, sel)
     comments.append(f"# {spec.name} at scale {scale}: {len(commands)} to run, {counts['running']} running elsewhere, "
                     f"{counts['done']} done, {counts['diverged']} diverged"
                     + (f", {counts['outrun']} outrun (stopped: could not be chosen)" if counts["outrun"] else "")
@@ -441,7 +467,7 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
     an upper bound for a run that may stop early at a target (`stops_early`); None where
     nothing is measured."""
     results = rundir.as_store(results)
-    sel = selection_runs(spec, scale, seeds, overrides)
+    sel = selection_runs(spec, scale, seeds, overrides, results)
     chosen = chosen_so_far(spec, sel, results)
     speeds: dict[str, tuple[float, int] | None] = {}
     rows = []
