@@ -244,6 +244,8 @@ def _print_summary(console: Console, outcomes: Sequence[Outcome]) -> None:
             if r.get("waiting_s"):
                 n, (m, a) = r["waiting_runs"], r["waiting_s"]
                 known += [(m / n, a / n)] * n
+                if r.get("extend_s"):  # beyond_edge may add a selection run: at most, not about
+                    known.append((r["extend_s"], 0.0))
         each += known
         unmeasured = sum(r["estimate_s"] is None and not r.get("waiting_s") for r in left)
         uncounted = uncounted or bool(unmeasured)
@@ -320,10 +322,13 @@ def _waiting_cost(rows: list[dict[str, Any]]) -> str:
     waiting = sum(r["grid"] == "after selection" for r in rows)
     which = "" if len(priced) == waiting else f" {len(priced)} of those arms:"
     most, about = sum(m for m, _ in priced), sum(a for _, a in priced)
+    extend = [r["extend_s"] for r in rows if r["grid"] == "after selection" and r.get("extend_s")]
+    past = (f" (with the {len(extend)} value(s) past a grid's edge that beyond_edge may add, "
+            f"{_duration(most + sum(extend))})" if extend else "")
     if about == most:  # no target, or none reached yet: the caps are all there is to say
-        return f";{which} {_duration(most)} at their caps"
+        return f";{which} {_duration(most)} at their caps{past}"
     return (f";{which} about {_duration(about)} if each seed stops where its arm's fastest "
-            f"selection run reached the target so far, at most {_duration(most)} at their caps")
+            f"selection run reached the target so far, at most {_duration(most)} at their caps{past}")
 
 
 def _plan(specs: Sequence[AblationSpec], request: AblationRequest, stream: TextIO) -> list[Outcome]:

@@ -24,7 +24,9 @@ def _spec_text(rule: str = "beyond_edge = true") -> str:
     text = spec_file.resolve("lrn-vs-batchnorm").read_text()
     text = text.replace('by = "final_holdout_error"', f'by = "final_holdout_error"\n{rule}', 1)
     none = "[scales.smoke.arms.none]\ngrid = [0.005, 0.01]"
-    assert none in text
+    lrn = "grid = [0.0025, 0.005, 0.01, 0.02, 0.04]"  # its grid as declared, before the edge rule added 0.0025
+    assert none in text and lrn in text
+    text = text.replace(lrn, "grid = [0.005, 0.01, 0.02, 0.04]")
     return text.replace(none, "[scales.smoke.arms.none]\ngrid = [0.005, 0.01, 0.02]")
 
 
@@ -34,12 +36,12 @@ def _spec(tmp_path: Path, rule: str = "beyond_edge = true") -> spec_file.Ablatio
     return spec_file.load(str(path))
 
 
-def _finish(results: Path, run: plan.Run) -> None:
+def _finish(results: Path, run: plan.Run, holdout: float | None = None) -> None:
     d = results / run.rel
     d.mkdir(parents=True)
     rundir.write_config(d, run.cfg)
     rundir.write_summary(d, {"status": rundir.FINISHED, "epochs_run": run.cfg.epochs, "final_train_error": 0.1,
-                             "final_holdout_error": HOLDOUT[run.cfg.model.norm, run.grid_value]})
+                             "final_holdout_error": holdout or HOLDOUT[run.cfg.model.norm, run.grid_value]})
 
 
 def _grid(runs, arm):
@@ -48,7 +50,7 @@ def _grid(runs, arm):
 
 def test_the_value_past_an_edge_is_one_geometric_step_of_the_grid(tmp_path):
     spec = _spec(tmp_path)
-    assert spec.beyond("lrn", "cifar", 0.0025) == 0.00125 and spec.beyond("lrn", "cifar", 0.04) == 0.08
+    assert spec.beyond("lrn", "cifar", 0.005) == 0.0025 and spec.beyond("lrn", "cifar", 0.04) == 0.08
     assert spec.beyond("none", "cifar", 0.005) == 0.0025  # 0.005 * 0.005 / 0.01 rounds to 0.0025 exactly
     assert spec.beyond("none", "smoke", 0.02) == 0.04
     assert spec.beyond("none", "cifar", 0.01) is None  # inside the grid
@@ -122,3 +124,31 @@ def test_an_ablation_trains_the_step_past_the_edge_before_the_main_seeds_and_rep
 def test_beyond_edge_takes_true_or_false_only(tmp_path):
     with pytest.raises(ConfigError, match=r"selection\.beyond_edge: 'yes' is not valid; write true or false"):
         spec_file.loads(_spec_text('beyond_edge = "yes"'), "x.toml", "x")
+
+
+def test_the_dry_run_counts_a_step_past_the_edge_in_at_most_while_a_grid_may_still_need_one(tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from repro.ablate import _estimate_line
+    from tests.test_dry_run_estimate import _finished
+
+    spec, results = _spec(tmp_path), tmp_path / "results"
+    _finished(results, "alexnet-cifar", 10.0, 400.0, "0-abc")  # 40 s/epoch
+    declared = plan.selection_runs(spec, "cifar", [0, 1], {})
+    for r in declared:  # lrn's grid done, 0.005 leading at its low edge; none's not done; batchnorm's not begun
+        if r.arm == "lrn" or (r.arm == "none" and r.grid_value != 0.04):
+            _finish(results, r, 0.2 if r.grid_value == 0.005 else 0.3)
+    waits = {r["arm"]: r for r in plan.dry_run_rows(spec, "cifar", [0, 1], {}, results) if r["seed"] == "others"}
+    assert set(waits) == {"lrn", "batchnorm", "none"}  # lrn waits for its step past the edge
+    cap = 30 * 40.0
+    for arm in waits:  # every arm prices its 2 main seeds at the cap
+        assert waits[arm]["waiting_s"][0] == pytest.approx(2 * cap)
+    assert waits["batchnorm"]["extend_s"] == pytest.approx(cap) and waits["none"]["extend_s"] == pytest.approx(cap)
+    assert waits["lrn"]["extend_s"] == 0.0  # its step is a pending run of its own, priced in its row
+    [step] = [r for r in plan.dry_run_rows(spec, "cifar", [0, 1], {}, results) if r["grid"] == "lr=0.0025"]
+    assert step["arm"] == "lrn" and step["state"] == "pending" and step["estimate_s"] == pytest.approx(cap)
+    text = _estimate_line(plan.dry_run_rows(spec, "cifar", [0, 1], {}, results))
+    assert "with the 2 value(s) past a grid's edge that beyond_edge may add" in text
+    Console(file=StringIO()).print(text)

@@ -485,10 +485,14 @@ def dry_run_rows(spec: AblationSpec, scale: str, seeds: Sequence[int], overrides
                      **dict(zip(("machine", "platform"), _trained_on(src) if st in NOTHING_LEFT else _here(r.cfg),
                                 strict=True))})
     for arm in waiting_arms(spec, seeds, chosen):
+        arm_sel = [r for r in sel if r.arm == arm]
+        waiting = _waiting_seconds(spec, seeds, arm_sel, results, speeds)
         rows.append({"ablation": spec.name, "stage": "main", "arm": arm, "seed": "others", "grid": "after selection",
                      "hash": "?", "state": "pending", "dir": "", "estimate_s": None, "model": "", "speed": None,
-                     "waiting_s": _waiting_seconds(spec, seeds, [r for r in sel if r.arm == arm], results, speeds),
-                     "waiting_runs": len(_main_seeds(spec, seeds))})
+                     "waiting_s": waiting, "waiting_runs": len(_main_seeds(spec, seeds)),
+                     # a value beyond_edge may add past the grid: one more selection run at its cap
+                     "extend_s": (waiting[0] / max(1, len(_main_seeds(spec, seeds)))
+                                  if waiting and _may_extend(spec, scale, arm_sel) else 0.0)})
     names = machines.tagged([r.get("machine") for r in rows], [r.get("platform") for r in rows])
     return [r | {"machine": m} for r, m in zip(rows, names, strict=True)]
 
@@ -525,6 +529,15 @@ def machines_line(rows: Sequence[Mapping[str, Any]]) -> str:
     return (f"machines: finished runs trained on {trained or 'none yet'}"
             + (f"; what is left would train here, on {', '.join(here)}" if here else "")
             + ": runs on different machines are compared in the report's Machines section")
+
+
+def _may_extend(spec: AblationSpec, scale: str, arm_sel: Sequence[Run]) -> bool:
+    """Whether `beyond_edge` may still add a selection run to this arm (its declared grid is
+    unfinished, so whether its choice falls at an edge is not known yet)."""
+    if spec.selection is None or not spec.selection.beyond_edge or not arm_sel:
+        return False
+    grid = spec.grid(arm_sel[0].arm, scale)
+    return len(grid) > 1 and all(r.grid_value in grid for r in arm_sel)
 
 
 def _waiting_seconds(spec: AblationSpec, seeds: Sequence[int], arm_sel: Sequence[Run], results: rundir.Store,
