@@ -849,9 +849,11 @@ def _selection_section(spec: AblationSpec, scale: str, runs: pd.DataFrame, sel: 
     sr = sr.sort_values("grid", kind="stable").sort_values("arm", key=lambda a: a.map(order), kind="stable")
     trained = sr[sr["status"].isin(TRAINED)]
     mixed = trained["machine"].nunique() > 1 and len(trained) > 1
+    chance = 1 - 1 / spec.config(spec.training_arms[0], scale, 0).model.num_classes  # guessing's error
     rows = []
     for _, r in sr.iterrows():
-        row = {"arm": r["arm"], key: f"{r['grid']:g}", "status": r["status"]}
+        learnt = not r["final_holdout_error"] >= chance - 0.02  # NaN (no holdout) counts as learnt
+        row = {"arm": r["arm"], key: f"{r['grid']:g}", "status": r["status"] + ("" if learnt else " (at chance)")}
         if mixed:  # values compared across machines: say where each trained
             row["machine"] = r["machine"] if r["status"] in TRAINED else "—"
         if by_holdout:
@@ -866,6 +868,9 @@ def _selection_section(spec: AblationSpec, scale: str, runs: pd.DataFrame, sel: 
     out = ["## Selection", "",
            f"`{key}` chosen per arm on seed {min(sr['seed']) if len(sr) else '?'}: {rule}.", "",
            md_table(pd.DataFrame(rows)), ""]
+    if (sr["final_holdout_error"] >= chance - 0.02).any():
+        out += [f"*at chance*: a final holdout error within 2 pp of guessing's ({100 * chance:.0f}%): the net "
+                "did not learn at that lr.", ""]
     if (sr["status"] == rundir.OUTRUN).any():
         out += ["*outrun*: stopped at the end of the first epoch by which another value of its arm had already "
                 "reached the target, so it could no longer be chosen (its ≥ epochs are where it stopped).", ""]

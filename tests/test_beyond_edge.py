@@ -12,10 +12,11 @@ from tests.fixtures import fake_trainer
 from tests.fixtures.ablating import run_ablation
 
 # final holdout error per (norm, lr): lrn leads its declared grid [0.005, 0.01] at the high edge
+# (its 0.005 at chance: the net did not learn)
 # and wins again one step past it (0.02: an edge still, but the rule applies once); batchnorm
 # leads at the low edge and loses the step below it (0.0025); none's grid [0.005, 0.01, 0.02]
 # chooses inside it, so it tries nothing more.
-HOLDOUT = {("lrn", 0.005): 0.30, ("lrn", 0.01): 0.25, ("lrn", 0.02): 0.20, ("lrn", 0.04): 0.10,
+HOLDOUT = {("lrn", 0.005): 0.895, ("lrn", 0.01): 0.25, ("lrn", 0.02): 0.20, ("lrn", 0.04): 0.10,
            ("batchnorm", 0.0025): 0.26, ("batchnorm", 0.005): 0.20, ("batchnorm", 0.01): 0.25,
            ("none", 0.005): 0.30, ("none", 0.01): 0.22, ("none", 0.02): 0.27}
 
@@ -119,6 +120,10 @@ def test_an_ablation_trains_the_step_past_the_edge_before_the_main_seeds_and_rep
     assert "`none`" not in selection  # chosen inside its grid: nothing to say
     rows = [line.split("|")[1:3] for line in selection.splitlines() if line.startswith("| batchnorm")]
     assert [float(v) for _, v in rows] == [0.0025, 0.005, 0.01]  # the step below listed first
+    statuses = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in selection.splitlines()
+                if line.startswith("| lrn")}
+    assert statuses == {"0.005": "finished (at chance)", "0.01": "finished", "0.02": "finished"}
+    assert "*at chance*: a final holdout error within 2 pp of guessing's (90%)" in selection
 
 
 def test_beyond_edge_takes_true_or_false_only(tmp_path):
