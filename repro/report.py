@@ -870,7 +870,7 @@ def _selection_section(spec: AblationSpec, scale: str, runs: pd.DataFrame, sel: 
            md_table(pd.DataFrame(rows)), ""]
     if (sr["final_holdout_error"] >= chance - 0.02).any():
         out += [f"*at chance*: a final holdout error within 2 pp of guessing's ({100 * chance:.0f}%): the net "
-                "did not learn at that lr.", ""]
+                "did not learn with that value.", ""]
     if (sr["status"] == rundir.OUTRUN).any():
         out += ["*outrun*: stopped at the end of the first epoch by which another value of its arm had already "
                 "reached the target, so it could no longer be chosen (its ≥ epochs are where it stopped).", ""]
