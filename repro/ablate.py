@@ -164,7 +164,7 @@ def ablate_one(spec: AblationSpec, request: AblationRequest, trainer: Trainer | 
     scale, results = request.scale, store(request)
     seeds, overrides = _settings(spec, request)
     sel = plan.selection_runs(spec, scale, seeds, overrides, results)
-    out = Outcome(spec.name, scale, plan.total_runs(spec, scale, seeds, sel))
+    out = Outcome(spec.name, scale, plan.total_runs(spec, seeds, sel))
     if request.dry_run:
         out.plan = plan.dry_run_rows(spec, scale, seeds, overrides, results)
         if not request.quiet:  # `all` lists only what is left: hundreds of finished runs hide it
@@ -337,9 +337,7 @@ def _plan(specs: Sequence[AblationSpec], request: AblationRequest, stream: TextI
     for spec in specs:
         seeds, overrides = _settings(spec, request)
         one = dataclasses.replace(request, name=spec.name if request.name == "all" else request.name)
-        cmds, notes = plan.plan_commands(spec, one, request.scale, seeds, overrides, store(request))
-        sel = plan.selection_runs(spec, request.scale, seeds, overrides, store(request))
-        total = plan.total_runs(spec, request.scale, seeds, sel)
+        cmds, notes, total = plan.plan_commands(spec, one, request.scale, seeds, overrides, store(request))
         outcomes.append(Outcome(spec.name, request.scale, total, commands=cmds))
         commands += cmds
         comments += notes

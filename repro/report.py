@@ -850,10 +850,10 @@ def _selection_section(spec: AblationSpec, scale: str, runs: pd.DataFrame, sel: 
     trained = sr[sr["status"].isin(TRAINED)]
     mixed = trained["machine"].nunique() > 1 and len(trained) > 1
     chance = 1 - 1 / spec.config(spec.training_arms[0], scale, 0).model.num_classes  # guessing's error
+    at_chance = sr["final_holdout_error"] >= chance - 0.02  # NaN (no holdout) is not at chance
     rows = []
-    for _, r in sr.iterrows():
-        learnt = not r["final_holdout_error"] >= chance - 0.02  # NaN (no holdout) counts as learnt
-        row = {"arm": r["arm"], key: f"{r['grid']:g}", "status": r["status"] + ("" if learnt else " (at chance)")}
+    for i, r in sr.iterrows():
+        row = {"arm": r["arm"], key: f"{r['grid']:g}", "status": r["status"] + (" (at chance)" if at_chance[i] else "")}
         if mixed:  # values compared across machines: say where each trained
             row["machine"] = r["machine"] if r["status"] in TRAINED else "—"
         if by_holdout:
@@ -868,7 +868,7 @@ def _selection_section(spec: AblationSpec, scale: str, runs: pd.DataFrame, sel: 
     out = ["## Selection", "",
            f"`{key}` chosen per arm on seed {min(sr['seed']) if len(sr) else '?'}: {rule}.", "",
            md_table(pd.DataFrame(rows)), ""]
-    if (sr["final_holdout_error"] >= chance - 0.02).any():
+    if at_chance.any():
         out += [f"*at chance*: a final holdout error within 2 pp of guessing's ({100 * chance:.0f}%): the net "
                 "did not learn with that value.", ""]
     if (sr["status"] == rundir.OUTRUN).any():

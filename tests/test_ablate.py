@@ -64,7 +64,7 @@ def test_expansion_is_arms_by_seeds_with_stable_hashes():
     assert moved[0].cfg.data.data_dir == "/data"
     longer = plan.main_runs(spec, "smoke", [0], plan.run_overrides(spec, 5, None, None, {"lr": "0.01"}))
     assert longer[0].hash != r.hash and longer[0].cfg.epochs == 5 and longer[0].cfg.optim.lr == 0.01
-    assert plan.total_runs(spec, "smoke", [0, 1, 2]) == 9
+    assert plan.total_runs(spec, [0, 1, 2], plan.selection_runs(spec, "smoke", [0, 1, 2], {})) == 9
 
 
 def test_selection_expansion():
@@ -79,7 +79,7 @@ def test_selection_expansion():
     main = plan.main_runs(spec, "smoke", [0, 1, 2], {}, {"relu": 0.004, "tanh": None})
     assert [(r.arm, r.seed, r.cfg.optim.lr) for r in main] == [("relu", 0, 0.004), ("relu", 1, 0.004),
                                                                ("relu", 2, 0.004)]
-    assert plan.total_runs(spec, "smoke", [0, 1, 2]) == 4 + 2 * 3
+    assert plan.total_runs(spec, [0, 1, 2], sel) == 4 + 2 * 3
     with pytest.raises(ConfigError, match="chooses optim.lr per arm"):
         plan.run_overrides(spec, None, None, None, {"lr": "0.1"})
     with pytest.raises(ConfigError, match="--seeds"):

@@ -70,7 +70,7 @@ def test_a_finished_grid_that_chose_an_edge_adds_one_run_past_it_and_chooses_onl
     past = sel[2]
     assert past.rel == Path("lrn-vs-batchnorm", "lrn", "lr-0.02", f"1000-{past.hash}") and past.cfg.optim.lr == 0.02
     assert plan.choose(spec, sel, results) == {"lrn": None, "batchnorm": None, "none": 0.01}  # wait for the step
-    assert plan.total_runs(spec, "smoke", [0, 1], sel) == 9 + 3 * 2
+    assert plan.total_runs(spec, [0, 1], sel) == 9 + 3 * 2
     assert [r.grid_value for r in plan.only_runs(spec, "smoke", [0, 1], {}, results, ["lrn/lr-0.02/1000"])] == [0.02]
     for r in sel:
         if r not in declared:

@@ -24,7 +24,7 @@ def test_a_selection_seed_trains_the_grid_and_every_analysed_seed_runs_after_it(
     main = plan.main_runs(spec, "smoke", seeds, {}, {"relu": 0.004, "tanh": 0.002})
     assert [(r.arm, r.seed) for r in main] == [("relu", 0), ("relu", 1), ("relu", 2), ("tanh", 0), ("tanh", 1),
                                                ("tanh", 2)]
-    assert plan.total_runs(spec, "smoke", seeds) == 4 + 2 * 3
+    assert plan.total_runs(spec, seeds, sel) == 4 + 2 * 3
     m = plan.manifest(spec, "smoke", seeds, {}, {"relu": 0.004, "tanh": 0.002})
     analysed = [e for e in m["runs"] if e["main"]]
     assert sorted(e["seed"] for e in analysed) == [0, 0, 1, 1, 2, 2]  # no selection run is analysed

@@ -220,14 +220,13 @@ def main_runs(
     return out
 
 
-def total_runs(spec: AblationSpec, scale: str, seeds: Sequence[int], sel: Sequence[Run] | None = None) -> int:
-    """Every run the ablation has; given its selection runs `sel`, a value added past a grid's
-    edge (`selection_runs` with results) counts too."""
+def total_runs(spec: AblationSpec, seeds: Sequence[int], sel: Sequence[Run]) -> int:
+    """Every run the ablation has: its selection runs `sel` (`selection_runs`; with results, a
+    value added past a grid's edge included) and each arm's main seeds."""
     arms = spec.training_arms
     if spec.selection is None:
         return len(arms) * len(seeds)
-    n_sel = len(sel) if sel is not None else sum(len(spec.grid(a, scale)) for a in arms)
-    return n_sel + len(arms) * len(_main_seeds(spec, seeds))
+    return len(sel) + len(arms) * len(_main_seeds(spec, seeds))
 
 
 # ----------------------------------------------------------------------------- selection
@@ -418,10 +417,12 @@ def waiting_arms(spec: AblationSpec, seeds: Sequence[int], chosen: Mapping[str, 
 
 
 def plan_commands(spec: AblationSpec, request: AblationRequest, scale: str, seeds: Sequence[int],
-                  overrides: Mapping[str, Any], store: rundir.Store | None = None) -> tuple[list[str], list[str]]:
-    """(commands, comments) for one ablation: a `repro ablate ... --only RUN` command per run
-    that is neither done, diverged nor running; comments for what is left out and why.
-    `request` gives the options the commands repeat (request.for_run)."""
+                  overrides: Mapping[str, Any], store: rundir.Store | None = None
+                  ) -> tuple[list[str], list[str], int]:
+    """(commands, comments, total) for one ablation: a `repro ablate ... --only RUN` command per
+    run that is neither done, diverged nor running; comments for what is left out and why; the
+    number of runs it has (`total_runs`). `request` gives the options the commands repeat
+    (request.for_run)."""
     results = store or rundir.Store(Path(request.results_dir))
     sel = selection_runs(spec, scale, seeds, overrides, results)
     chosen = chosen_so_far(spec, sel, results)
@@ -436,12 +437,12 @@ def plan_commands(spec: AblationSpec, request: AblationRequest, scale: str, seed
                 comments.append(f"# {r.label}: running in another process now (not listed)")
     if chosen is not None and _main_seeds(spec, seeds):
         comments += _waiting_comments(spec, seeds, sel, chosen, results)
-    total = total_runs(spec, scale, seeds, sel)
+    total = total_runs(spec, seeds, sel)
     comments.append(f"# {spec.name} at scale {scale}: {len(commands)} to run, {counts['running']} running elsewhere, "
                     f"{counts['done']} done, {counts['diverged']} diverged"
                     + (f", {counts['outrun']} outrun (stopped: could not be chosen)" if counts["outrun"] else "")
                     + f", of {total} runs")
-    return commands, comments
+    return commands, comments, total
 
 
 def _waiting_comments(spec: AblationSpec, seeds: Sequence[int], sel: Sequence[Run],
